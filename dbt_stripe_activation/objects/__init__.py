@@ -1,0 +1,1 @@
+"""One declarative spec per Stripe object type (customer first)."""

@@ -1,0 +1,143 @@
+"""The dbt project handle: where it lives, which profile/target, its manifest, its selection.
+
+This is the one boundary that reads manifest JSON: downstream stages get DbtModel objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ProjectError
+
+META_KEY = "stripe_activation"
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """What locates the user's dbt project and profile, named as dbt names its flags."""
+
+    project_dir: Path = Path(".")
+    profiles_dir: Path | None = None
+    profile: str | None = None
+    target: str | None = None
+    target_path: Path | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_profiles_dir(self) -> Path:
+        """dbt's own order: flag, DBT_PROFILES_DIR, the project dir if it has profiles.yml, ~/.dbt."""
+        if self.profiles_dir is not None:
+            return self.profiles_dir
+        env = os.environ.get("DBT_PROFILES_DIR")
+        if env:
+            return Path(env)
+        if (self.project_dir / "profiles.yml").exists():
+            return self.project_dir
+        return Path.home() / ".dbt"
+
+    @property
+    def resolved_target_path(self) -> Path:
+        """The flag, then DBT_TARGET_PATH, then dbt_project.yml's target-path, then target/."""
+        if self.target_path is not None:
+            path = self.target_path
+        elif os.environ.get("DBT_TARGET_PATH"):
+            path = Path(os.environ["DBT_TARGET_PATH"])
+        else:
+            path = Path(_project_target_path(self.project_dir))
+        return path if path.is_absolute() else self.project_dir / path
+
+
+def _project_target_path(project_dir: Path) -> str:
+    """target-path from dbt_project.yml when it is a plain string (not Jinja), else 'target'."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "target"
+    value = data.get("target-path")
+    if isinstance(value, str) and "{{" not in value:
+        return value
+    return "target"
+
+
+@dataclass(frozen=True)
+class DbtModel:
+    """One model of the manifest, as the sync needs it."""
+
+    unique_id: str
+    name: str
+    package_name: str
+    relation_name: str | None
+    database: str | None
+    schema: str
+    alias: str
+    original_file_path: str
+    # The merged `config.meta.stripe_activation` block (falling back to top-level `meta`).
+    sync_block: Any
+    declared_columns: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How messages name the model: its name and the file that declares it."""
+        return f"model '{self.name}' ({self.original_file_path})"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The models of `target/manifest.json`, keyed by unique id, plus the raw file's path."""
+
+    path: Path
+    models: Mapping[str, DbtModel]
+    project_name: str
+
+    def synced_models(self) -> list[DbtModel]:
+        """Every model with a `stripe_activation` block, in a stable order."""
+        return sorted(
+            (m for m in self.models.values() if m.sync_block is not None),
+            key=lambda m: m.unique_id,
+        )
+
+
+def load_manifest(settings: ProjectSettings) -> Manifest:
+    """Read `<target-path>/manifest.json` into DbtModel objects."""
+    path = settings.resolved_target_path / "manifest.json"
+    if not path.exists():
+        raise ProjectError(
+            f"No dbt manifest at {path}. Run `dbt run` (or `dbt parse`) in "
+            f"{settings.project_dir.resolve()} first, or pass --target-path."
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProjectError(f"Cannot read the dbt manifest at {path}: {exc}") from exc
+    models: dict[str, DbtModel] = {}
+    for unique_id, node in raw.get("nodes", {}).items():
+        if node.get("resource_type") != "model":
+            continue
+        models[unique_id] = _model_from_node(unique_id, node)
+    project_name = raw.get("metadata", {}).get("project_name") or ""
+    return Manifest(path=path, models=models, project_name=project_name)
+
+
+def _model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
+    config_meta = (node.get("config") or {}).get("meta") or {}
+    meta = node.get("meta") or {}
+    block = config_meta.get(META_KEY, meta.get(META_KEY))
+    return DbtModel(
+        unique_id=unique_id,
+        name=node["name"],
+        package_name=node.get("package_name", ""),
+        relation_name=node.get("relation_name"),
+        database=node.get("database"),
+        schema=node.get("schema", ""),
+        alias=node.get("alias") or node["name"],
+        original_file_path=node.get("original_file_path", ""),
+        sync_block=block,
+        declared_columns=tuple((node.get("columns") or {}).keys()),
+    )

@@ -1,0 +1,3 @@
+{% macro binding_char() %}
+  {{ return(adapter.dispatch('get_binding_char', 'dbt')()) }}
+{% endmacro %}
