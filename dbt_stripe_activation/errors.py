@@ -30,3 +30,12 @@ class StripeConnectionError(SyncError):
 
 class LockHeldError(SyncError):
     """Another sync of the same model holds the lock in the bookkeeping schema."""
+
+    def __init__(self, message: str, *, owner: str | None = None, expires_at: object = None):
+        super().__init__(message)
+        self.owner = owner
+        self.expires_at = expires_at
+
+
+class LiveModeError(SyncError):
+    """A live-mode key without the explicit opt-in: test pipelines never write production."""

@@ -1,0 +1,187 @@
+"""The command line: thin click commands over the pipeline.
+
+Parse flags (named as dbt names them), build the stages, run them, render. Known errors
+become one clean message and an exit code here, at the edge, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .errors import SyncError
+
+LIVE_OPT_IN_ENV = "DBT_STRIPE_SYNC_ALLOW_LIVE"
+
+
+class DefaultGroup(click.Group):
+    """`dbt-stripe-sync` alone (or followed by options) means `dbt-stripe-sync sync`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h",
+                                                                          "--version")):
+            args = ["sync", *args]
+        return super().parse_args(ctx, args)
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    project_dir: Path
+    profiles_dir: Path | None
+    profile: str | None
+    target: str | None
+    target_path: Path | None
+    vars: str | None
+    select: tuple[str, ...]
+    exclude: tuple[str, ...]
+    api_key_env: str
+    api_base: str | None
+    output: str
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The dbt project flags, the Stripe connection flags and --output, shared by commands."""
+    options = [
+        click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("."), envvar="DBT_PROJECT_DIR", show_default=True,
+                     help="The dbt project directory."),
+        click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path),
+                     envvar="DBT_PROFILES_DIR",
+                     help="Where profiles.yml is (dbt's default order applies)."),
+        click.option("--profile", help="The profile to use (default: dbt_project.yml's)."),
+        click.option("--target", "-t", help="The target of the profile to use."),
+        click.option("--target-path", type=click.Path(file_okay=False, path_type=Path),
+                     envvar="DBT_TARGET_PATH",
+                     help="Where manifest.json is and stripe_sync_results.json goes."),
+        click.option("--vars", help="dbt vars, as YAML, as `dbt run --vars`."),
+        click.option("--select", "-s", multiple=True,
+                     help="dbt selection syntax (resolved by dbt itself)."),
+        click.option("--exclude", multiple=True, help="dbt selection syntax to leave out."),
+        click.option("--api-key-env", default="STRIPE_API_KEY", show_default=True,
+                     help="The environment variable holding the Stripe key (never a flag)."),
+        click.option("--api-base", envvar="STRIPE_API_BASE",
+                     help="Another Stripe API base, e.g. a local emulator."),
+        click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True, help="json prints machine-readable results only."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _common(kwargs: dict[str, Any]) -> CommonOptions:
+    names = CommonOptions.__dataclass_fields__
+    return CommonOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dbt-stripe-activation")
+def main() -> None:
+    """Sync dbt models into Stripe, as declared in each model's `stripe_activation` meta."""
+
+
+def _handle_errors(func: Callable[..., int]) -> Callable[..., None]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        output = kwargs.get("output", "text")
+        try:
+            code = func(*args, **kwargs)
+        except SyncError as exc:
+            _fail(exc, output)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            code = 130
+        sys.exit(code)
+
+    return wrapper
+
+
+def _fail(exc: SyncError, output: str) -> None:
+    from .report import dumps
+
+    message = str(exc)
+    if output == "json":
+        click.echo(dumps({"error": message, "error_type": type(exc).__name__,
+                          "exit_code": exc.exit_code}))
+    else:
+        err_console().print(f"[bold red]Error:[/] {_redact(message)}", highlight=False)
+
+
+def _redact(text: str) -> str:
+    from .stripe_api import redact
+
+    return redact(text)
+
+
+@functools.lru_cache(maxsize=1)
+def err_console() -> Console:
+    return Console(stderr=True)
+
+
+@main.command()
+@common_options
+@_handle_errors
+def check(**kwargs: Any) -> int:
+    """Test the connections: the Stripe key (a Balance read, or a customers list for a
+    restricted key) and the warehouse of the dbt profile."""
+    from .pipeline import run_check
+
+    return run_check(_common(kwargs))
+
+
+@main.command()
+@common_options
+@click.option("--full-resync", is_flag=True, help="Ignore stored hashes; re-plan every row.")
+@click.option("--lookup", type=click.Choice(["auto", "index", "per-row"]), default="auto",
+              show_default=True, help="How unknown keys are matched in Stripe.")
+@click.option("--sample", default=20, show_default=True, help="Rows whose diffs are shown.")
+@_handle_errors
+def plan(full_resync: bool, lookup: str, sample: int, **kwargs: Any) -> int:
+    """Preview a sync: creates, updates, unchanged, not found, rejected, field diffs.
+    Reads Stripe, writes nothing to it."""
+    from .pipeline import RunRequest, run_sync
+
+    return run_sync(_common(kwargs), RunRequest(command="plan", full_resync=full_resync,
+                                                lookup=lookup, sample=sample))
+
+
+@main.command()
+@common_options
+@click.option("--full-resync", is_flag=True,
+              help="Ignore stored hashes; re-plan every row (still matching, never duplicating).")
+@click.option("--reset-state", is_flag=True,
+              help="Clear the selected models' sync state and exit; sends nothing to Stripe.")
+@click.option("--lookup", type=click.Choice(["auto", "index", "per-row"]), default="auto",
+              show_default=True, help="How unknown keys are matched in Stripe.")
+@click.option("--max-failed-pct", type=click.FloatRange(0, 100), default=0.0,
+              show_default=True, help="Exit 0 while rejected+failed rows stay within P%.")
+@click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
+              help="Global requests/s (default: 100 live, 25 test mode).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Requests in flight at most.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Rows fetched from the warehouse at a time.")
+@click.option("--allow-live", is_flag=True, envvar=LIVE_OPT_IN_ENV,
+              help=f"Allow a live-mode key to write (or set {LIVE_OPT_IN_ENV}=1).")
+@_handle_errors
+def sync(
+    full_resync: bool, reset_state: bool, lookup: str, max_failed_pct: float,
+    max_rps: float | None, concurrency: int, batch_size: int, allow_live: bool, **kwargs: Any,
+) -> int:
+    """Sync the selected models into Stripe (the default command)."""
+    from .pipeline import RunRequest, run_reset, run_sync
+
+    common = _common(kwargs)
+    if reset_state:
+        return run_reset(common)
+    return run_sync(common, RunRequest(
+        command="sync", full_resync=full_resync, lookup=lookup, max_failed_pct=max_failed_pct,
+        max_rps=max_rps, concurrency=concurrency, batch_size=batch_size, allow_live=allow_live,
+    ))

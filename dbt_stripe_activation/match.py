@@ -1,0 +1,138 @@
+"""Matching: which Stripe object (if any) each row's key points to.
+
+Three sources, cheapest first: the sync state (the id we wrote last time, no read), an
+index built by listing every object 100 per page (ceil(N/100) reads for any number of
+keys), or one strongly consistent lookup per key. Search is never used: it is eventually
+consistent, so it cannot decide whether to create.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from .objects.base import flatten_object, normalize_key
+from .plan import NO_MATCH, DesiredRow, Match
+from .spec import KeyKind, SyncSpec
+from .stripe_api import StripeGateway
+
+# Below this many unknown keys, per-key lookups cost fewer reads than listing an account
+# of more than this many hundred objects; above it, one listing serves every key.
+PER_ROW_LOOKUP_MAX = 50
+
+
+class LookupStrategy(str, Enum):
+    AUTO = "auto"
+    INDEX = "index"
+    PER_ROW = "per-row"
+
+
+class Matcher:
+    """Thread-safe once `prepare` has run: the engine's workers call `match` concurrently."""
+
+    def __init__(
+        self,
+        spec: SyncSpec,
+        gateway: StripeGateway,
+        strategy: LookupStrategy = LookupStrategy.AUTO,
+        use_state: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.gateway = gateway
+        self.strategy = strategy
+        self.use_state = use_state
+        self._paths = [m.path for m in spec.fields]
+        self._index: dict[str, list[tuple[str, dict[str, Any]]]] | None = None
+        self._lock = threading.Lock()
+        self.chosen: LookupStrategy | None = None
+
+    def prepare(self, unknown_keys: int) -> None:
+        """Choose per-row lookups or an index for this run, and build the index if chosen."""
+        if unknown_keys == 0:
+            self.chosen = LookupStrategy.PER_ROW
+            return
+        strategy = self.strategy
+        if strategy is LookupStrategy.AUTO:
+            # Metadata has no exact list filter: listing is the only consistent lookup.
+            if self.spec.key.kind is KeyKind.METADATA or unknown_keys > PER_ROW_LOOKUP_MAX:
+                strategy = LookupStrategy.INDEX
+            else:
+                strategy = LookupStrategy.PER_ROW
+        if self.spec.key.kind is KeyKind.METADATA:
+            strategy = LookupStrategy.INDEX
+        self.chosen = strategy
+        if strategy is LookupStrategy.INDEX:
+            self._build_index()
+
+    def _build_index(self) -> None:
+        index: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for obj in self.gateway.iter_all(self.spec.object.name):
+            key = self._key_of(obj)
+            if key is not None:
+                index[key].append((obj["id"], flatten_object(obj, self._paths)))
+        self._index = dict(index)
+
+    def _key_of(self, obj: Mapping[str, Any]) -> str | None:
+        kind = self.spec.key.kind
+        if kind is KeyKind.ID:
+            raw = obj.get("id")
+        elif kind is KeyKind.EMAIL:
+            raw = obj.get("email")
+        else:
+            raw = (obj.get("metadata") or {}).get(self.spec.key.metadata_name)
+        return normalize_key(kind.value, raw)
+
+    def match(self, desired: DesiredRow, *, ignore_state: bool = False) -> Match:
+        row = desired.row
+        previous = row.previous
+        if self.use_state and not ignore_state and previous is not None and previous.stripe_id:
+            return Match((previous.stripe_id,), dict(previous.synced_values), source="state")
+        if self._index is not None:
+            found = self._index.get(row.key_value or "", [])
+            return _to_match(found)
+        return self._lookup(desired)
+
+    def _lookup(self, desired: DesiredRow) -> Match:
+        key = desired.row.key_value
+        if key is None:
+            return NO_MATCH
+        kind = self.spec.key.kind
+        name = self.spec.object.name
+        if kind is KeyKind.ID:
+            obj = self.gateway.retrieve(name, key)
+            return NO_MATCH if obj is None else _to_match([(obj["id"], self._flat(obj))])
+        # Email: Stripe's filter is exact and case-sensitive, our rule is case-insensitive:
+        # ask for the value as written and its normalized form (one read each at most).
+        raw = str(desired.row.values.get(self.spec.key.column) or "").strip()
+        found: dict[str, dict[str, Any]] = {}
+        for candidate in dict.fromkeys([raw, key]):
+            if not candidate:
+                continue
+            for obj in self.gateway.list_by_email(name, candidate):
+                if self._key_of(obj) == key:
+                    found[obj["id"]] = self._flat(obj)
+        return _to_match(list(found.items()))
+
+    def _flat(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        return flatten_object(obj, self._paths)
+
+    def forget(self, stripe_id: str) -> None:
+        """Drop an object Stripe no longer has (deleted) from the index."""
+        if self._index is None:
+            return
+        with self._lock:
+            for key, entries in list(self._index.items()):
+                kept = [e for e in entries if e[0] != stripe_id]
+                if len(kept) != len(entries):
+                    self._index[key] = kept
+
+
+def _to_match(found: list[tuple[str, dict[str, Any]]]) -> Match:
+    if not found:
+        return NO_MATCH
+    ids = tuple(sorted(stripe_id for stripe_id, _ in found))
+    current = found[0][1] if len(found) == 1 else None
+    return Match(ids, current)

@@ -1,0 +1,284 @@
+"""The run context: builds each stage from the command's options and chains them.
+
+manifest -> sync specs -> (warehouse diff -> match -> plan -> Stripe writes) -> results.
+The CLI calls these three functions and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import yaml
+from rich.console import Console
+from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .errors import ConfigError, LiveModeError, StripeConnectionError, WarehouseError
+from .project import Manifest, ProjectSettings, load_manifest, select_models
+from .spec import SyncSpec, check_overlaps, parse_sync_specs
+
+if TYPE_CHECKING:
+    from .cli import CommonOptions
+    from .engine import ModelResult
+    from .stripe_api import StripeSettings
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    command: str  # sync | plan
+    full_resync: bool = False
+    lookup: str = "auto"
+    sample: int = 20
+    max_failed_pct: float = 0.0
+    max_rps: float | None = None
+    concurrency: int = 16
+    batch_size: int = 500
+    allow_live: bool = False
+
+
+def project_settings(common: CommonOptions) -> ProjectSettings:
+    variables: dict[str, Any] = {}
+    if common.vars:
+        try:
+            parsed = yaml.safe_load(common.vars)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--vars is not valid YAML: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ConfigError("--vars must be a YAML mapping, e.g. --vars '{key: value}'")
+        variables = parsed
+    return ProjectSettings(
+        project_dir=common.project_dir,
+        profiles_dir=common.profiles_dir,
+        profile=common.profile,
+        target=common.target,
+        target_path=common.target_path,
+        vars=variables,
+    )
+
+
+def stripe_settings(common: CommonOptions, request: RunRequest | None = None) -> StripeSettings:
+    """The key comes from an environment variable only: a flag would land in shell history
+    and CI logs."""
+    from .stripe_api import StripeSettings
+
+    key = os.environ.get(common.api_key_env, "").strip()
+    if not key:
+        raise StripeConnectionError(
+            f"No Stripe API key: set {common.api_key_env} (e.g. export "
+            f"{common.api_key_env}=sk_test_...), or name another variable with --api-key-env."
+        )
+    if not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        raise StripeConnectionError(
+            f"{common.api_key_env} does not hold a Stripe secret or restricted key "
+            "(sk_test_/sk_live_/rk_test_/rk_live_): publishable keys (pk_) cannot write."
+        )
+    kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base}
+    if request is not None:
+        kwargs.update(max_rps=request.max_rps, concurrency=request.concurrency)
+    return StripeSettings(**kwargs)
+
+
+def _warn_api_base(console: Console, api_base: str | None) -> None:
+    if not api_base:
+        return
+    host = urlparse(api_base).hostname or ""
+    if host != "api.stripe.com":
+        console.print(
+            f"[yellow]Warning:[/] STRIPE_API_BASE points at {api_base}, not Stripe: "
+            "nothing written there reaches your Stripe account.", highlight=False,
+        )
+
+
+def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manifest, list[SyncSpec]]:
+    manifest = load_manifest(settings)
+    models = manifest.synced_models()
+    if common.select or common.exclude:
+        chosen = select_models(settings, common.select, common.exclude)
+        models = [m for m in models if m.unique_id in chosen]
+    specs = parse_sync_specs(models)
+    check_overlaps(specs)
+    return manifest, specs
+
+
+def _validate_columns(warehouse: Any, specs: list[SyncSpec]) -> None:
+    """Every mapped column must exist in the built relation, checked before any API call."""
+    problems = []
+    for spec in specs:
+        columns = {c.lower(): c for c in warehouse.relation_columns(spec.model)}
+        missing = [c for c in spec.columns if c not in columns and c.lower() not in columns]
+        if missing:
+            problems.append(
+                f"{spec.model.label}: column(s) {', '.join(repr(c) for c in missing)} mapped "
+                f"in stripe_activation are not in {spec.model.relation_name} (columns: "
+                f"{', '.join(sorted(columns.values()))}). Fix the mapping or the model, then "
+                "`dbt run`."
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def run_check(common: CommonOptions) -> int:
+    from .report import dumps
+    from .stripe_api import StripeGateway
+    from .warehouse import Warehouse
+
+    console = Console(stderr=common.output == "json")
+    settings = project_settings(common)
+    report: dict[str, Any] = {"command": "check", "stripe": None, "warehouse": None}
+    code = 0
+    try:
+        stripe = stripe_settings(common)
+        _warn_api_base(Console(stderr=True), stripe.api_base)
+        result = StripeGateway(stripe).check()
+        report["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
+                            "method": result.method, "api_base": result.api_base,
+                            "detail": result.detail}
+    except StripeConnectionError as exc:
+        report["stripe"] = {"ok": False, "error": str(exc)}
+        code = 2
+    try:
+        manifest = load_manifest(settings)
+        with Warehouse.open(settings, manifest) as warehouse:
+            report["warehouse"] = {"ok": True, "detail": warehouse.check()}
+    except Exception as exc:  # noqa: BLE001 - every failure here is the report's content
+        report["warehouse"] = {"ok": False, "error": str(exc)}
+        code = 2
+    report["exit_code"] = code
+    if common.output == "json":
+        print(dumps(report))
+        return code
+    for name in ("stripe", "warehouse"):
+        part = report[name]
+        if part and part.get("ok"):
+            console.print(f"[green]OK[/]   {name}: {part.get('detail')}", highlight=False)
+        else:
+            console.print(f"[red]FAIL[/] {name}: {(part or {}).get('error')}", highlight=False)
+    return code
+
+
+def run_reset(common: CommonOptions) -> int:
+    from .report import dumps
+    from .warehouse import Warehouse
+
+    settings = project_settings(common)
+    manifest, specs = load_specs(settings, common)
+    cleared: dict[str, int] = {}
+    with Warehouse.open(settings, manifest) as warehouse:
+        warehouse.ensure_bookkeeping()
+        for spec in specs:
+            cleared[spec.model.name] = warehouse.reset_state(spec.model)
+    if common.output == "json":
+        print(dumps({"command": "reset-state", "cleared": cleared, "exit_code": 0}))
+    else:
+        for name, count in cleared.items():
+            Console().print(f"{name}: cleared {count} state rows (nothing sent to Stripe)")
+    return 0
+
+
+def run_sync(common: CommonOptions, request: RunRequest) -> int:
+    from .engine import Engine, SyncOptions, new_run_id
+    from .match import LookupStrategy
+    from .report import dumps, exit_code, render_results, results_document, write_results_file
+    from .stripe_api import StripeGateway
+    from .warehouse import Warehouse
+
+    json_mode = common.output == "json"
+    console = Console(stderr=json_mode)
+    err = Console(stderr=True)
+    settings = project_settings(common)
+    manifest, specs = load_specs(settings, common)
+    if not specs:
+        raise ConfigError(
+            "No model to sync: no selected model has a `config.meta.stripe_activation` block."
+        )
+    stripe = stripe_settings(common, request)
+    dry_run = request.command == "plan"
+    if stripe.mode == "live" and not dry_run and not request.allow_live:
+        raise LiveModeError(
+            f"{common.api_key_env} holds a live-mode key: pass --allow-live (or set "
+            "DBT_STRIPE_SYNC_ALLOW_LIVE=1) to write production data. `plan` and `check` "
+            "work without it."
+        )
+    _warn_api_base(err, stripe.api_base)
+    options = SyncOptions(
+        dry_run=dry_run, full_resync=request.full_resync, batch_size=request.batch_size,
+        lookup=LookupStrategy(request.lookup), concurrency=request.concurrency,
+        sample_size=request.sample,
+    )
+    run_id = new_run_id()
+    results: list[ModelResult] = []
+    error: str | None = None
+    with Warehouse.open(settings, manifest) as warehouse:
+        _validate_columns(warehouse, specs)
+        warehouse.ensure_bookkeeping()
+        gateway = StripeGateway(stripe)
+        with _progress(err, disabled=json_mode or not err.is_terminal) as progress:
+            engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
+            for spec in specs:
+                result = engine.run_model(spec, run_id)
+                results.append(result)
+                if result.exception is not None:
+                    error = f"{spec.model.name}: {result.error}"
+                    if isinstance(result.exception, (StripeConnectionError, WarehouseError)):
+                        break  # a refused key or a lost warehouse fails every model
+    code = exit_code(results, request.max_failed_pct)
+    document = results_document(request.command, run_id, results, code,
+                                stripe={"mode": stripe.mode, "api_base": stripe.api_base},
+                                error=error)
+    path = write_results_file(settings.resolved_target_path, document)
+    if json_mode:
+        print(dumps(document))
+    else:
+        render_results(console, results, dry_run)
+        console.print(f"Results written to {path}", highlight=False)
+    if error:
+        err.print(f"[bold red]Error:[/] {error}", highlight=False)
+    return code
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} rows/s" if speed else "", style="progress.data.speed")
+
+
+class _ModelProgress:
+    """A rich progress bar per model (rows done, rate, ETA), on stderr."""
+
+    def __init__(self, console: Console, disabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            _RateColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, disable=disabled, transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def update_model(self, model: str, done: int, total: int) -> None:
+        if model not in self.tasks:
+            self.tasks[model] = self.progress.add_task(model, total=max(total, 1))
+        self.progress.update(self.tasks[model], completed=done if total else 1,
+                             total=max(total, 1))
+
+    def __enter__(self) -> _ModelProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+
+def _progress(console: Console, disabled: bool) -> _ModelProgress:
+    return _ModelProgress(console, disabled)

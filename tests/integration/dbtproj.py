@@ -1,0 +1,143 @@
+"""A throwaway dbt project for a test: seeds, models with meta blocks, profiles for DuckDB and
+PostgreSQL, the repo root installed as a local package, and helpers to build it and run the
+CLI against it as a user would (subprocesses: dbt, then dbt-stripe-sync)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class DbtProject:
+    root: Path
+    target: str = "duckdb"  # duckdb | postgres
+    schema: str = field(default_factory=lambda: "t_" + uuid.uuid4().hex[:10])
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DBT_"))}
+        env.update(
+            DBT_PROFILES_DIR=str(self.root),
+            DBT_DUCKDB_PATH=str(self.root / "warehouse.duckdb"),
+            DBT_SCHEMA=self.schema,
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        )
+        env.update(self.env_extra)
+        env.update(extra)
+        return env
+
+    def write_seed(self, name: str, rows: Sequence[Mapping[str, Any]],
+                   columns: Sequence[str] | None = None) -> None:
+        columns = list(columns or rows[0].keys())
+        path = self.root / "seeds" / f"{name}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+
+    def write_model(self, name: str, sql: str, sync: Mapping[str, Any] | None = None,
+                    config_style: str = "schema") -> None:
+        """config_style: schema (YAML `config: meta:`), project (`+meta` in dbt_project.yml)
+        or inline (`{{ config(meta=...) }}`)."""
+        models_dir = self.root / "models"
+        if sync is not None and config_style == "inline":
+            sql = "{{ config(meta=" + json.dumps({"stripe_activation": sync}) + ") }}\n" + sql
+        (models_dir / f"{name}.sql").write_text(sql)
+        schema_path = models_dir / "schema.yml"
+        doc = yaml.safe_load(schema_path.read_text()) if schema_path.exists() else None
+        doc = doc or {"version": 2, "models": []}
+        doc["models"] = [m for m in doc["models"] if m["name"] != name]
+        entry: dict[str, Any] = {"name": name}
+        if sync is not None and config_style == "schema":
+            entry["config"] = {"meta": {"stripe_activation": sync}}
+        doc["models"].append(entry)
+        schema_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        if sync is not None and config_style == "project":
+            project = yaml.safe_load((self.root / "dbt_project.yml").read_text())
+            models = project.setdefault("models", {}).setdefault("test_project", {})
+            models[name] = {"+meta": {"stripe_activation": sync}}
+            (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+    def dbt(self, *args: str, check: bool = True) -> CliResult:
+        proc = subprocess.run(
+            [str(BIN / "dbt"), *args, "--target", self.target],
+            cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=300,
+        )
+        result = CliResult(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dbt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return result
+
+    def build(self, check: bool = True) -> CliResult:
+        if not (self.root / "dbt_packages").exists():
+            self.dbt("deps")
+        return self.dbt("build", check=check)
+
+    def sync(self, *args: str, stripe_url: str | None = None, api_key: str = "sk_test_dsa",
+             env: Mapping[str, str] | None = None, timeout: float = 600) -> CliResult:
+        """Run `dbt-stripe-sync ARGS` in the project, as a user would."""
+        extra = {"STRIPE_API_KEY": api_key}
+        if stripe_url:
+            extra["STRIPE_API_BASE"] = stripe_url
+        extra.update(env or {})
+        proc = subprocess.run(
+            [str(BIN / "dbt-stripe-sync"), *args, "--target", self.target],
+            cwd=self.root, env=self.env(**extra), capture_output=True, text=True,
+            timeout=timeout,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def results_file(self) -> dict[str, Any]:
+        return json.loads((self.root / "target" / "stripe_sync_results.json").read_text())
+
+
+def new_project(root: Path, target: str = "duckdb") -> DbtProject:
+    """An empty dbt project that uses this repo as a local package, like a user's would."""
+    for sub in ("models", "seeds", "macros"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "dbt_project.yml").write_text(yaml.safe_dump({
+        "name": "test_project",
+        "version": "1.0.0",
+        "config-version": 2,
+        "profile": "test_project",
+        "models": {"test_project": {"+materialized": "table"}},
+    }, sort_keys=False))
+    (root / "packages.yml").write_text(yaml.safe_dump({"packages": [{"local": str(REPO_ROOT)}]}))
+    (root / "profiles.yml").write_text(yaml.safe_dump({"test_project": {
+        "target": target,
+        "outputs": {
+            "duckdb": {"type": "duckdb", "path": "{{ env_var('DBT_DUCKDB_PATH') }}",
+                       "schema": "{{ env_var('DBT_SCHEMA') }}", "threads": 2},
+            "postgres": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
+                         "user": "postgres", "password": "", "dbname": "test",
+                         "schema": "{{ env_var('DBT_SCHEMA') }}", "threads": 2},
+        },
+    }}, sort_keys=False))
+    return DbtProject(root=root, target=target)
