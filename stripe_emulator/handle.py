@@ -1,0 +1,164 @@
+"""Run the emulator in a subprocess and drive it through its control API.
+
+A subprocess, because a benchmark client and an in-process server would share one GIL and the
+measured throughput would be the emulator's, not the tool's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import EmulatorConfig
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+class EmulatorError(RuntimeError):
+    """The emulator did not start, or its control API refused a call."""
+
+
+class EmulatorHandle:
+    """A running emulator: its `url` for the SDK, and the control API as methods."""
+
+    def __init__(
+        self,
+        url: str,
+        process: subprocess.Popen[str] | None = None,
+        server: Any = None,
+    ) -> None:
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
+        self._process = process
+        self._server = server  # an in-process EmulatorServer, when not a subprocess
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise EmulatorError(f"{method} {path}: {exc.code} {exc.read().decode()}") from exc
+
+    def config(self, **changes: Any) -> dict[str, Any]:
+        """Change settings at run time (see EmulatorConfig); returns the whole config."""
+        if not changes:
+            return dict(self._call("GET", "/_emulator/config"))
+        return dict(self._call("POST", "/_emulator/config", changes))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/_emulator/stats"))
+
+    def reset(self, *, stats_only: bool = False) -> None:
+        """Forget customers, idempotency keys, stats and limiter windows (or only stats)."""
+        self._call("POST", "/_emulator/reset", {"stats_only": stats_only})
+
+    def seed(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert customers (create params, plus optional id/created) outside the API."""
+        return list(self._call("POST", "/_emulator/seed", list(customers))["ids"])
+
+    def customers(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Every customer, oldest first, as the API shows them."""
+        flag = "true" if include_deleted else "false"
+        return list(self._call("GET", f"/_emulator/customers?include_deleted={flag}")["data"])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+
+    def __enter__(self) -> EmulatorHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_emulator(
+    *,
+    port: int = 0,
+    in_process: bool = False,
+    startup_timeout: float = 20.0,
+    verbose: bool = False,
+    **config: Any,
+) -> EmulatorHandle:
+    """Start an emulator on 127.0.0.1 and wait until it listens.
+
+    `config` takes EmulatorConfig's fields (latency_ms=(100, 300), rate_limit=25, ...),
+    checked here so a typo fails in the caller, not in the child.
+    """
+    checked = EmulatorConfig.from_dict(config)
+    if in_process:
+        from .server import EmulatorServer
+
+        server = EmulatorServer(checked, port=port, verbose=verbose).start()
+        return EmulatorHandle(server.url, server=server)
+    command = [
+        sys.executable,
+        "-m",
+        "stripe_emulator",
+        "--port",
+        str(port),
+        "--config-json",
+        json.dumps(config),
+    ]
+    if verbose:
+        command.append("--verbose")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
+    )
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=None if verbose else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    line = _first_line(process, startup_timeout)
+    if not line.startswith("listening on "):
+        process.kill()
+        stderr = process.stderr.read() if process.stderr else ""
+        raise EmulatorError(f"emulator did not start: {line!r} {stderr[-2000:]}")
+    # Keep draining stderr so a chatty child never blocks on a full pipe.
+    if process.stderr is not None:
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+    return EmulatorHandle(line.removeprefix("listening on ").strip(), process=process)
+
+
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(
+        target=lambda: result.append(process.stdout.readline() if process.stdout else ""),
+        daemon=True,
+    )
+    reader.start()
+    deadline = time.monotonic() + timeout
+    reader.join(timeout=max(0.0, deadline - time.monotonic()))
+    if not result:
+        process.kill()
+        raise EmulatorError(f"emulator did not print its address within {timeout} s")
+    return result[0]

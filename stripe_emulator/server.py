@@ -1,0 +1,670 @@
+"""The HTTP server: Stripe's v1 customer and balance endpoints, faults, and the control API.
+
+One thread per connection (ThreadingHTTPServer, HTTP/1.1 keep-alive). Latency and slow
+responses are plain sleeps outside every shared lock, so many requests are in flight at once;
+a write to an existing customer sleeps its latency while holding that customer's lock, which is
+what makes concurrent writes to one object collide with lock_timeout as on Stripe.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import socket
+import string
+import struct
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import errors
+from .config import EmulatorConfig
+from .customers import CustomerStore, customer_changes, expand_list, render
+from .errors import ApiError
+from .faults import FaultDraws, FaultPlanner, RateLimiter
+from .forms import canonical, decode
+from .idempotency import IdempotencyStore, SavedResponse
+
+STRIPE_VERSION = "2026-10-28.endive"  # the pinned SDK's version; echoed unless the client sends one
+HOST = "127.0.0.1"
+WRITE_PERMISSION = "rak_customer_write"
+READ_PERMISSION = "rak_customer_read"
+_ALNUM = string.ascii_letters + string.digits
+_request_ids = random.Random()
+
+
+def _request_id() -> str:
+    return "req_" + "".join(_request_ids.choices(_ALNUM, k=14))
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str  # Stripe's name for the operation, e.g. "POST /v1/customers/{id}"
+    object_id: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.endpoint.startswith(("POST", "DELETE"))
+
+    @property
+    def permission(self) -> str:
+        if self.endpoint == "GET /v1/balance":
+            return "rak_balance_read"
+        return WRITE_PERMISSION if self.is_write else READ_PERMISSION
+
+
+def route(method: str, path: str) -> Route | None:
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if parts[:1] != ["v1"]:
+        return None
+    rest = parts[1:]
+    if rest == ["customers"] and method in ("GET", "POST"):
+        return Route(f"{method} /v1/customers")
+    if rest == ["customers", "search"] and method == "GET":
+        return Route("GET /v1/customers/search")
+    one = len(rest) == 2 and rest[0] == "customers" and rest[1]
+    if one and method in ("GET", "POST", "DELETE"):
+        return Route(f"{method} /v1/customers/{{id}}", rest[1])
+    if rest == ["balance"] and method == "GET":
+        return Route("GET /v1/balance")
+    return None
+
+
+class Stats:
+    """What the emulator saw and did, for assertions and benchmark reports."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests_total = 0
+            self.by_endpoint: Counter[str] = Counter()
+            self.by_status: Counter[str] = Counter()
+            self.by_endpoint_status: dict[str, Counter[str]] = {}
+            self.writes_committed = 0
+            self.writes_by_endpoint: Counter[str] = Counter()
+            self.idempotent_replays = 0
+            self.faults: Counter[str] = Counter()
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.executing = 0  # writes past their locks and idempotency key, not yet committed
+
+    def enter(self, endpoint: str) -> int:
+        with self._lock:
+            self.requests_total += 1
+            self.by_endpoint[endpoint] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return self.in_flight
+
+    def leave(self, endpoint: str, outcome: str, fault: str | None) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.by_status[outcome] += 1
+            self.by_endpoint_status.setdefault(endpoint, Counter())[outcome] += 1
+            if fault:
+                self.faults[fault] += 1
+
+    def committed(self, endpoint: str) -> None:
+        with self._lock:
+            self.writes_committed += 1
+            self.writes_by_endpoint[endpoint] += 1
+
+    def executing_delta(self, delta: int) -> None:
+        with self._lock:
+            self.executing += delta
+
+    def replayed(self) -> None:
+        with self._lock:
+            self.idempotent_replays += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests_total": self.requests_total,
+                "by_endpoint": dict(self.by_endpoint),
+                "by_status": dict(self.by_status),
+                "by_endpoint_status": {k: dict(v) for k, v in self.by_endpoint_status.items()},
+                "writes_committed": self.writes_committed,
+                "writes_by_endpoint": dict(self.writes_by_endpoint),
+                "idempotent_replays": self.idempotent_replays,
+                "faults": dict(self.faults),
+                "faults_total": sum(self.faults.values()),
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "executing": self.executing,
+            }
+
+
+class EmulatorState:
+    """Everything a request handler needs; the config is swapped whole, never mutated."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.store = CustomerStore(
+            seed=config.seed, search_delay=lambda: self.config.search_delay_seconds
+        )
+        self.limiter = RateLimiter()
+        self.planner = FaultPlanner()
+        self.idempotency = IdempotencyStore()
+        self.stats = Stats()
+        self._config_lock = threading.Lock()
+
+    def update_config(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+        with self._config_lock:
+            self.config = self.config.updated(changes)
+            return self.config
+
+    def reset(self, *, stats_only: bool = False) -> None:
+        self.stats.reset()
+        self.limiter.reset()
+        if not stats_only:
+            self.store.reset(self.config.seed)
+            self.planner.reset()
+            self.idempotency.reset()
+
+    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
+        """Insert customers directly (no API accounting), searchable at once."""
+        ids = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"seed item {index} is not an object")
+            params = dict(item)
+            customer_id = params.pop("id", None)
+            created = params.pop("created", None)
+            try:
+                changes = customer_changes(params, creating=True)
+                obj = self.store.create(
+                    changes, customer_id=customer_id, created=created, searchable_now=True
+                )
+            except ApiError as exc:
+                raise ValueError(f"seed item {index}: {exc.message}") from exc
+            ids.append(obj["id"])
+        return ids
+
+
+class _Drop(Exception):
+    """Close the connection without an answer."""
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, indent=2).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "nginx"  # what Stripe's API answers with
+    sys_version = ""
+    # Headers and body go out in two sends: with Nagle on, the second waits for the client's
+    # delayed ACK (40 ms) on every small response.
+    disable_nagle_algorithm = True
+
+    # -- plumbing
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, answer: _Answer) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def _reset_connection(self) -> None:
+        """Close the socket without answering; SO_LINGER 0 makes it a TCP reset."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        body = self._read_body()
+        if url.path.startswith("/_emulator/"):
+            self._send(self._control(method, url.path, url.query, body))
+            return
+        try:
+            answer = self._api(method, url.path, url.query, body)
+        except _Drop:
+            self._reset_connection()
+            return
+        self._send(answer)
+
+    # -- the Stripe API
+
+    def _api(self, method: str, path: str, query: str, body: bytes) -> _Answer:
+        state = self.server.state
+        config = state.config
+        request_id = _request_id()
+        found = route(method, path)
+        endpoint = found.endpoint if found else "other"
+        idem_key = self.headers.get("Idempotency-Key") if method == "POST" else None
+        # Not the idempotency key: stripe-python puts a random one on every POST, and the same
+        # traffic must draw the same faults on every run.
+        fingerprint = f"{method} {path}?{query}|{body.decode('latin-1')}"
+        draws = state.planner.draw(config, fingerprint)
+        in_flight = state.stats.enter(endpoint)
+        outcome, fault = "error", None
+        started = time.monotonic()
+        try:
+            answer, fault, latency_left = self._api_answer(
+                config, found, method, path, query, body, request_id, idem_key, draws, in_flight
+            )
+            if draws.slow_response and config.slow_response_seconds > 0:
+                fault = fault or "slow_response"
+                time.sleep(config.slow_response_seconds)
+            remaining = latency_left - (time.monotonic() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+            outcome = str(answer.status)
+            return answer
+        except _Drop as drop:
+            outcome, fault = str(drop), str(drop)
+            raise
+        except Exception:  # an emulator bug: answer like Stripe would, and say so on stderr
+            traceback.print_exc()
+            outcome = "500"
+            exc = errors.server_error(should_retry=False)
+            headers = [("Content-Type", "application/json"), ("Request-Id", request_id)]
+            return _Answer(500, _json_bytes(exc.body(request_id)), headers)
+        finally:
+            state.stats.leave(endpoint, outcome, fault)
+
+    def _api_answer(
+        self,
+        config: EmulatorConfig,
+        found: Route | None,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        request_id: str,
+        idem_key: str | None,
+        draws: FaultDraws,
+        in_flight: int,
+    ) -> tuple[_Answer, str | None, float]:
+        """(answer, injected fault name, latency still to sleep before answering)."""
+        state = self.server.state
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Request-Id", request_id),
+            ("Stripe-Version", self.headers.get("Stripe-Version") or STRIPE_VERSION),
+        ]
+        if idem_key is not None:
+            headers.append(("Idempotency-Key", idem_key))
+
+        def error_answer(exc: ApiError) -> _Answer:
+            return _Answer(
+                exc.status, _json_bytes(exc.body(request_id)), headers + list(exc.headers.items())
+            )
+
+        latency = draws.latency_s
+        try:
+            if config.concurrency_limit is not None and in_flight > config.concurrency_limit:
+                raise errors.rate_limited(
+                    "global-concurrency", "concurrency_limit", config.should_retry_on_rate_limit
+                )
+            api_key = self._authenticate(config)
+            if found is None:
+                raise errors.unrecognized_url(method, path)
+            lacking = config.restricted_keys.get(api_key, ())
+            if found.permission in lacking:
+                raise errors.missing_permission(api_key, config.account_id, found.permission)
+            self._rate_limit(config, found.endpoint)
+            if draws.random_429:
+                raise errors.rate_limited(
+                    "global-rate", "random_429", config.should_retry_on_rate_limit
+                )
+            if draws.connection_reset:
+                raise _Drop("connection_reset")
+            if draws.server_error and not config.server_error_saved:
+                raise errors.server_error(should_retry=True)
+            form = body.decode("utf-8", "replace")
+            raw = query if method != "POST" else "&".join(p for p in (query, form) if p)
+            params = decode(raw)
+        except ApiError as exc:
+            return error_answer(exc), exc.fault, latency
+
+        saved: SavedResponse | None = None
+        if idem_key is not None:
+            try:
+                if len(idem_key) > 255:
+                    raise errors.invalid(
+                        "Invalid idempotency key: must be at most 255 characters long"
+                    )
+                saved = state.idempotency.begin(idem_key, path, canonical(params))
+            except ApiError as exc:
+                return error_answer(exc), exc.fault, latency
+            if saved is not None:
+                state.stats.replayed()
+                replay_headers = [
+                    (k, v) for k, v in saved.headers if k not in ("Request-Id", "Idempotency-Key")
+                ]
+                return (
+                    _Answer(
+                        saved.status,
+                        saved.body,
+                        [
+                            *headers,
+                            *replay_headers,
+                            ("Idempotent-Replayed", "true"),
+                            ("Original-Request", saved.request_id),
+                        ],
+                    ),
+                    None,
+                    latency,
+                )
+
+        try:
+            answer, fault, executed, latency = self._execute(
+                config, found, params, draws, latency, headers, error_answer
+            )
+        except BaseException:
+            if idem_key is not None:
+                state.idempotency.finish(idem_key, None)
+            raise
+        if idem_key is not None:
+            keep = executed and answer.status != 400
+            response = None
+            if keep:
+                extra = tuple(h for h in answer.headers if h not in headers)
+                response = SavedResponse(
+                    path, canonical(params), answer.status, answer.body, extra, request_id
+                )
+            state.idempotency.finish(idem_key, response)
+        if fault == "dropped_response":
+            raise _Drop("dropped_response")
+        return answer, fault, latency
+
+    def _execute(
+        self,
+        config: EmulatorConfig,
+        found: Route,
+        params: dict[str, Any],
+        draws: FaultDraws,
+        latency: float,
+        headers: list[tuple[str, str]],
+        error_answer: Any,
+    ) -> tuple[_Answer, str | None, bool, float]:
+        """Run the operation: (answer, fault, executed, latency left)."""
+        state = self.server.state
+        lock = None
+        try:
+            if draws.server_error:  # server_error_saved: the endpoint ran, then failed
+                raise errors.server_error(should_retry=False)
+            if found.is_write and found.object_id is not None:
+                if draws.lock_timeout:
+                    raise errors.lock_timeout("random_lock_timeout")
+                busy = state.store.object_lock(found.object_id)
+                if config.lock_wait_ms > 0:
+                    acquired = busy.acquire(timeout=config.lock_wait_ms / 1000.0)
+                else:
+                    acquired = busy.acquire(blocking=False)
+                if not acquired:
+                    raise errors.lock_timeout("lock_timeout")
+                lock = busy
+            if found.is_write:
+                state.stats.executing_delta(1)
+                try:
+                    time.sleep(latency)  # holds the object lock and idempotency key meanwhile
+                    data = self._operation(found, params)
+                finally:
+                    state.stats.executing_delta(-1)
+                latency = 0.0
+            else:
+                data = self._operation(found, params)
+        except ApiError as exc:
+            executed = exc.status not in (400, 409, 429) or exc.fault == "server_error"
+            return error_answer(exc), exc.fault, executed, latency
+        finally:
+            if lock is not None:
+                lock.release()
+        fault = None
+        if found.is_write:
+            state.stats.committed(found.endpoint)
+            if draws.drop_response:
+                fault = "dropped_response"
+        return _Answer(200, _json_bytes(data), list(headers)), fault, True, latency
+
+    def _operation(self, found: Route, params: dict[str, Any]) -> dict[str, Any]:
+        store = self.server.state.store
+        endpoint, object_id = found.endpoint, found.object_id
+        if endpoint == "POST /v1/customers":
+            obj = store.create(customer_changes(params, creating=True))
+            return render(obj, expand_list(params))
+        if endpoint == "POST /v1/customers/{id}":
+            assert object_id is not None
+            changes = customer_changes(params, creating=False)
+            if not store.exists(object_id):
+                raise errors.no_such("customer", object_id, "id")
+            return render(store.update(object_id, changes), expand_list(params))
+        if endpoint == "GET /v1/customers/{id}":
+            assert object_id is not None
+            for key in params:
+                if key != "expand":
+                    raise errors.unknown_parameter(key)
+            return render(store.retrieve(object_id), expand_list(params))
+        if endpoint == "DELETE /v1/customers/{id}":
+            assert object_id is not None
+            for key in params:
+                raise errors.unknown_parameter(key)
+            return store.delete(object_id)
+        if endpoint == "GET /v1/customers":
+            result = store.list_page(params)
+            expand = expand_list(params, "data.")
+            result["data"] = [render(obj, expand) for obj in result["data"]]
+            return result
+        if endpoint == "GET /v1/customers/search":
+            result = store.search(params)
+            expand = [e for e in _raw_expand(params) if e != "total_count"]
+            expand = [e[5:] if e.startswith("data.") else e for e in expand]
+            result["data"] = [render(obj, expand) for obj in result["data"]]
+            return result
+        if endpoint == "GET /v1/balance":
+            for key in params:
+                if key != "expand":
+                    raise errors.unknown_parameter(key)
+            zero = [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
+            return {
+                "object": "balance",
+                "available": zero,
+                "connect_reserved": [{"amount": 0, "currency": "usd"}],
+                "livemode": False,
+                "pending": zero,
+            }
+        raise errors.unrecognized_url(*endpoint.split(" ", 1))
+
+    def _authenticate(self, config: EmulatorConfig) -> str:
+        header = self.headers.get("Authorization") or ""
+        scheme, _, credentials = header.partition(" ")
+        key = ""
+        if scheme.lower() == "bearer":
+            key = credentials.strip()
+        elif scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(credentials).decode().partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                key = ""
+        if not key:
+            raise ApiError(401, errors.NO_KEY_MESSAGE)
+        if not key.startswith(("sk_test_", "rk_test_")):
+            raise errors.invalid_api_key(key)
+        if (
+            config.api_keys is not None
+            and key not in config.api_keys
+            and (key not in config.restricted_keys)
+        ):
+            raise errors.invalid_api_key(key)
+        return key
+
+    def _rate_limit(self, config: EmulatorConfig, endpoint: str) -> None:
+        limits: list[tuple[str, float]] = []
+        if config.rate_limit is not None:
+            limits.append(("global", config.rate_limit))
+        endpoint_limit = config.endpoint_limit(endpoint)
+        if endpoint_limit is not None:
+            limits.append((endpoint, endpoint_limit))
+        if not limits:
+            return
+        refused = self.server.state.limiter.admit(limits, config.rate_limit_algorithm)
+        if refused == "global":
+            raise errors.rate_limited(
+                "global-rate", "global_rate_limit", config.should_retry_on_rate_limit
+            )
+        if refused is not None:
+            raise errors.rate_limited(
+                "endpoint-rate", "endpoint_rate_limit", config.should_retry_on_rate_limit
+            )
+
+    # -- the control API
+
+    def _control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
+        state = self.server.state
+        headers = [("Content-Type", "application/json")]
+        try:
+            payload = json.loads(body) if body.strip() else None
+            if method == "GET" and path == "/_emulator/health":
+                data: Any = {"ok": True}
+            elif method == "GET" and path == "/_emulator/config":
+                data = state.config.to_dict()
+            elif method == "POST" and path == "/_emulator/config":
+                if not isinstance(payload, dict):
+                    raise ValueError("POST /_emulator/config takes a JSON object")
+                data = state.update_config(payload).to_dict()
+            elif method == "GET" and path == "/_emulator/stats":
+                data = state.stats.snapshot()
+                data["customers"] = state.store.live_count
+                data["idempotency_keys"] = len(state.idempotency)
+            elif method == "POST" and path == "/_emulator/reset":
+                stats_only = bool((payload or {}).get("stats_only"))
+                state.reset(stats_only=stats_only)
+                data = {"ok": True, "stats_only": stats_only}
+            elif method == "POST" and path == "/_emulator/seed":
+                items = payload.get("customers") if isinstance(payload, dict) else payload
+                if not isinstance(items, list):
+                    raise ValueError("POST /_emulator/seed takes a JSON list of customers")
+                data = {"ids": state.seed(items)}
+            elif method == "GET" and path == "/_emulator/customers":
+                flags = parse_qs(query)
+                include_deleted = flags.get("include_deleted", ["false"])[0] == "true"
+                data = {"data": state.store.dump(include_deleted)}
+            else:
+                return _Answer(
+                    404, _json_bytes({"error": f"no control route {method} {path}"}), headers
+                )
+        except (ValueError, TypeError) as exc:
+            return _Answer(400, _json_bytes({"error": str(exc)}), headers)
+        return _Answer(200, json.dumps(data).encode(), headers)
+
+
+def _raw_expand(params: Mapping[str, Any]) -> list[str]:
+    raw = params.get("expand", "")
+    if raw == "":
+        return []
+    if isinstance(raw, dict):
+        return [raw[k] for k in sorted(raw, key=int)]
+    return list(raw)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # many clients connect at once; the default backlog of 5 drops SYNs
+
+    def __init__(self, port: int, state: EmulatorState, verbose: bool) -> None:
+        self.state = state
+        self.verbose = verbose
+        super().__init__((HOST, port), Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+class EmulatorServer:
+    """The emulator in this process: `start()` serves from a background thread.
+
+    Prefer `start_emulator()` (a subprocess) for benchmarks: in-process, the server competes
+    with the client for the GIL.
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        port: int = 0,
+        verbose: bool = False,
+        **overrides: Any,
+    ) -> None:
+        config = config or EmulatorConfig()
+        if overrides:
+            config = config.updated(overrides)
+        self.state = EmulatorState(config)
+        self._server = _Server(port, self.state, verbose)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="stripe-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
