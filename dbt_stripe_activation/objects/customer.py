@@ -1,0 +1,73 @@
+"""The Stripe Customer: only the facts the SDK's typed params do not carry.
+
+The field catalogue (paths, types, enum choices, create-only, unsettable, the limits the
+SDK's docstrings state) is read from `stripe.params.CustomerCreateParams` and
+`CustomerUpdateParams`, so it follows the API version the pinned SDK targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stripe.params import CustomerCreateParams, CustomerUpdateParams
+
+from .base import (
+    EMAIL_PATTERN,
+    EMAIL_REASON,
+    ObjectSpec,
+    catalogue_from_sdk,
+    sdk_required,
+)
+
+# Scalar params that are not customer data a model should own (path prefix -> why).
+EXCLUDED = {
+    "expand": "a request option (which fields the response expands), not a customer field",
+    "validate": "a request directive, not stored on the customer",
+    "source": "a legacy card token: it creates a payment source",
+    "cash_balance": "cash balance settings live on a separate, expandable object",
+    "tax.validate_location": "a request directive (when to validate), not stored",
+    "tax_id_data": "a list of objects (type + value), not a scalar",
+    "invoice_settings.custom_fields": "a list of objects (name + value), not a scalar",
+}
+
+# Limits and behaviours Stripe enforces that the SDK's typed params do not state.
+OVERRIDES: Mapping[str, Mapping[str, Any]] = {
+    # Stripe refuses longer values with "Invalid string: ...; must be at most N characters"
+    # (phone: odoo/odoo#109728, Automattic/woocommerce-payments#4433; name:
+    # sagemathinc/cocalc#4656). The SDK states email (512) and the names (150) itself.
+    "name": {"max_length": 256, "unsettable": True},
+    "phone": {"max_length": 20, "unsettable": True},
+    # Posting "" unsets these on update (docs.stripe.com/api/customers/update), although
+    # the SDK types them as plain `str`.
+    "email": {"pattern": EMAIL_PATTERN, "pattern_reason": EMAIL_REASON, "unsettable": True},
+    "description": {"unsettable": True},
+    # The pinned SDK's docstring says "Must be 1–12 uppercase letters or numbers" and Stripe
+    # answers a bad prefix with "Invoice number prefix must be 1–12 uppercase letters or
+    # numbers." (older API references said 3–12: the current rule is the one enforced).
+    "invoice_prefix": {
+        "pattern": r"[A-Z0-9]{1,12}",
+        "pattern_reason": "must be 1 to 12 uppercase letters or digits (A-Z, 0-9)",
+        "max_length": 12,
+    },
+    "next_invoice_sequence": {"minimum": 1},  # "Defaults to 1": the first invoice number
+    "payment_method": {"description": "ID of a PaymentMethod to attach to the new customer."},
+}
+
+# The SDK requires `shipping.address` and `shipping.name` whenever shipping is sent; an
+# address stands for its first line.
+_GROUP_REPRESENTATIVE = {"shipping.address": "shipping.address.line1"}
+
+CUSTOMER = ObjectSpec(
+    name="customer",
+    fields=catalogue_from_sdk(
+        CustomerCreateParams, CustomerUpdateParams, exclude=EXCLUDED, overrides=OVERRIDES
+    ),
+    key_fields=("email", "id"),
+    required_together={
+        group: tuple(sorted(_GROUP_REPRESENTATIVE.get(p, p) for p in paths))
+        for group, paths in sdk_required(CustomerUpdateParams).items()
+    },
+    # `customer.tax` is returned only with expand=["tax"].
+    read_expand={"tax.": "tax"},
+)

@@ -1,0 +1,246 @@
+"""The conformance suite every Stripe ObjectSpec passes, in the dbt-adapters spirit.
+
+A new object is a spec plus a subclass:
+
+    class TestProduct(ObjectConformance):
+        spec = PRODUCT
+        resource = "products"
+        samples = {"url": "https://example.com"}
+
+The class is not collected itself (no `Test` prefix); each subclass runs every test against
+its spec, including a round trip through the SDK and the repo's Stripe emulator (a real
+server process): what build_params sends is what flatten_object reads back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import pytest
+import stripe
+
+from dbt_stripe_activation.objects.base import (
+    FieldSpec,
+    ObjectSpec,
+    ValueKind,
+    build_params,
+    closest_field,
+    convert_value,
+    expand_for,
+    flatten_object,
+    resolve_field,
+    validate_values,
+)
+from stripe_emulator import EmulatorHandle, start_emulator
+
+stripe.enable_telemetry = False
+
+
+class ObjectConformance:
+    spec: ClassVar[ObjectSpec | None] = None
+    # The SDK resource (`client.v1.<resource>`) of the object, for the server round trip.
+    resource: ClassVar[str] = ""
+    # Values for fields whose shape a generic sample would not satisfy (email, patterns).
+    samples: ClassVar[Mapping[str, Any]] = {}
+    # Fields the emulator cannot round-trip: references to objects it does not have.
+    server_skip: ClassVar[frozenset[str]] = frozenset()
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    @property
+    def object_spec(self) -> ObjectSpec:
+        assert self.spec is not None, f"{type(self).__name__} must set `spec`"
+        return self.spec
+
+    def sample(self, field: FieldSpec) -> Any:
+        """A valid value for a field, as convert_value returns it."""
+        if field.path in self.samples:
+            return self.samples[field.path]
+        if field.kind is ValueKind.ENUM:
+            return field.choices[0]
+        if field.kind is ValueKind.INTEGER:
+            return max(field.minimum or 0, 7)
+        if field.kind is ValueKind.STRING_LIST:
+            return ["en", "fr"]
+        if field.kind is ValueKind.BOOLEAN:
+            return True
+        return "Sample value"[: field.max_length or None]
+
+    def text_of_length(self, field: FieldSpec, length: int) -> str:
+        """A value that is valid except perhaps for its length."""
+        return "x" * length
+
+    def mappable(self, *, create_only: bool | None = None) -> list[FieldSpec]:
+        return [
+            f
+            for f in self.object_spec.fields.values()
+            if create_only is None or f.create_only is create_only
+        ]
+
+    # --- the catalogue ----------------------------------------------------------------------
+
+    def test_every_field_resolves_to_itself(self) -> None:
+        for path, field in self.object_spec.fields.items():
+            assert field.path == path
+            assert resolve_field(self.object_spec, path) is field
+
+    def test_kinds_are_consistent(self) -> None:
+        for field in self.object_spec.fields.values():
+            assert bool(field.choices) is (field.kind is ValueKind.ENUM), field.path
+            if field.create_only:
+                assert not field.unsettable, f"{field.path}: create-only cannot be unset"
+
+    def test_key_fields_are_mappable_or_id(self) -> None:
+        for key in self.object_spec.key_fields:
+            assert key == "id" or key in self.object_spec.fields
+
+    def test_unknown_paths_do_not_resolve(self) -> None:
+        for path in ("no_such_field", "id", "metadata.", "metadata.a[b]"):
+            with pytest.raises(KeyError):
+                resolve_field(self.object_spec, path)
+
+    def test_required_groups_name_mappable_fields(self) -> None:
+        for group, required in self.object_spec.required_together.items():
+            assert required, group
+            for path in required:
+                assert path.startswith(group + ".") and path in self.object_spec.fields
+
+    # --- values -----------------------------------------------------------------------------
+
+    def test_samples_convert_to_themselves(self) -> None:
+        for field in self.mappable():
+            value = self.sample(field)
+            assert convert_value(field, value) == value, field.path
+
+    def test_max_lengths_are_enforced(self) -> None:
+        limited = [f for f in self.mappable() if f.max_length is not None]
+        for field in limited:
+            assert field.max_length is not None
+            exact = self.text_of_length(field, field.max_length)
+            assert convert_value(field, exact) == exact, field.path
+            with pytest.raises(ValueError, match="characters; Stripe allows at most"):
+                convert_value(field, self.text_of_length(field, field.max_length + 1))
+
+    def test_enum_choices_are_enforced(self) -> None:
+        for field in self.mappable():
+            if field.kind is not ValueKind.ENUM:
+                continue
+            for choice in field.choices:
+                assert convert_value(field, choice) == choice
+            with pytest.raises(ValueError, match="Stripe accepts"):
+                convert_value(field, "not-a-choice")
+
+    def test_nul_is_rejected_in_text(self) -> None:
+        for field in self.mappable():
+            if field.kind is ValueKind.STRING:
+                with pytest.raises(ValueError, match="NUL"):
+                    convert_value(field, self.text_of_length(field, 3) + "\x00")
+
+    def test_none_stays_none(self) -> None:
+        for field in self.mappable():
+            assert convert_value(field, None) is None
+
+    def test_metadata_limits(self) -> None:
+        spec = self.object_spec
+        longest = "k" * spec.metadata_key_max_length
+        field = resolve_field(spec, f"metadata.{longest}")
+        assert field.kind is ValueKind.STRING and field.unsettable
+        with pytest.raises(KeyError):
+            resolve_field(spec, f"metadata.{longest}k")
+        value = "v" * spec.metadata_value_max_length
+        assert convert_value(field, value) == value
+        with pytest.raises(ValueError, match="characters; Stripe allows at most"):
+            convert_value(field, value + "v")
+        full = {f"metadata.k{i}": "v" for i in range(spec.metadata_max_keys)}
+        assert validate_values(spec, full) == []
+        issues = validate_values(spec, {**full, "metadata.one_more": "v"})
+        assert [str(i) for i in issues] == [
+            f"metadata: has {spec.metadata_max_keys + 1} keys; Stripe allows at most "
+            f"{spec.metadata_max_keys}"
+        ]
+
+    def test_required_groups_are_validated(self) -> None:
+        spec = self.object_spec
+        for group, required in spec.required_together.items():
+            complete = {p: self.sample(spec.fields[p]) for p in required}
+            assert validate_values(spec, complete) == []
+            for missing in required:
+                partial = {p: v for p, v in complete.items() if p != missing}
+                assert [i.field for i in validate_values(spec, partial)] == [missing], group
+
+    # --- params -----------------------------------------------------------------------------
+
+    def test_build_then_flatten_round_trips_each_field(self) -> None:
+        spec = self.object_spec
+        for field in self.mappable():
+            flat = {field.path: self.sample(field)}
+            params = build_params(flat, create=True, spec=spec)
+            assert flatten_object(params, flat) == flat, field.path
+
+    def test_create_only_fields_are_dropped_on_update(self) -> None:
+        spec = self.object_spec
+        for field in self.mappable(create_only=True):
+            flat = {field.path: self.sample(field)}
+            assert build_params(flat, create=False, spec=spec) == {}
+            assert build_params(flat, create=True, spec=spec) != {}
+
+    def test_none_unsets_on_update_and_is_dropped_on_create(self) -> None:
+        spec = self.object_spec
+        for field in self.mappable(create_only=False):
+            flat = {field.path: None}
+            assert build_params(flat, create=True, spec=spec) == {}
+            if not field.unsettable:
+                with pytest.raises(ValueError, match="cannot be unset"):
+                    build_params(flat, create=False, spec=spec)
+                continue
+            params = build_params(flat, create=False, spec=spec)
+            groups = [g for g in spec.required_together if field.path.startswith(g + ".")]
+            if groups:  # a required group unset as a whole
+                assert params == {groups[0]: ""}
+            else:
+                assert flatten_object(params, flat) == {field.path: ""}
+
+    def test_closest_field_suggests_each_field_from_a_typo(self) -> None:
+        for path in self.object_spec.fields:
+            typo = path[:-2] + path[-1]  # one character dropped near the end
+            assert closest_field(self.object_spec, typo) == path, typo
+            assert closest_field(self.object_spec, path.upper()) == path
+
+    # --- a real server ----------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def emulator(cls) -> Iterator[EmulatorHandle]:
+        handle = start_emulator(in_process=True)
+        try:
+            yield handle
+        finally:
+            handle.stop()
+
+    def test_server_round_trip(self, emulator: EmulatorHandle) -> None:
+        """Create with every field, read back equal; unset every unsettable one, read None."""
+        if not self.resource:
+            pytest.skip(f"{type(self).__name__} has no `resource` for the server round trip")
+        spec = self.object_spec
+        client = stripe.StripeClient(
+            "sk_test_conformance", base_addresses={"api": emulator.url}, max_network_retries=0
+        )
+        service = getattr(client.v1, self.resource)
+        fields = [f for f in self.mappable(create_only=False) if f.path not in self.server_skip]
+        flat = {f.path: self.sample(f) for f in fields} | {"metadata.with.dots": "kept"}
+        created = service.create(params=build_params(flat, create=True, spec=spec))
+        expand = {"expand": list(expand_for(spec, flat))}
+        stored = service.retrieve(created.id, params=expand).to_dict()
+        assert flatten_object(stored, flat) == flat
+
+        cleared = {f.path: None for f in fields if f.unsettable} | {"metadata.with.dots": None}
+        service.update(created.id, params=build_params(cleared, create=False, spec=spec))
+        stored = service.retrieve(created.id, params=expand).to_dict()
+        after = flatten_object(stored, cleared)
+        # A few enums read back their default once unset (tax_exempt "" reads "none").
+        defaults = {p: v for p, v in after.items() if v is not None}
+        assert all(resolve_field(spec, p).kind is ValueKind.ENUM for p in defaults), defaults
+        assert {p: v for p, v in after.items() if p not in defaults} == {
+            p: None for p in cleared if p not in defaults
+        }

@@ -1,0 +1,300 @@
+"""The rate limiter on a fake clock: exact grants per second, AIMD math, header scopes.
+
+No test measures wall time: the clock only moves when the limiter sleeps on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from dbt_stripe_activation.ratelimit import GLOBAL, RateLimiter, scope_for_reason
+
+EPS = 1e-9  # float sums of 1/rate land a hair under whole seconds
+CREATE = "POST /v1/customers"
+UPDATE = "POST /v1/customers/{id}"
+
+
+class FakeClock:
+    """A clock that moves only when someone sleeps on it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def set(self, now: float) -> None:
+        with self._lock:
+            self.now = now
+
+
+def limiter(
+    clock: FakeClock, global_rps: float = 10, endpoint_rps: float = 100, **kw
+) -> RateLimiter:
+    kw.setdefault("concurrency", 4)
+    return RateLimiter(global_rps, endpoint_rps, clock=clock, sleep=clock.sleep, **kw)
+
+
+def grant_times(lim: RateLimiter, clock: FakeClock, endpoints: list[str]) -> list[float]:
+    times = []
+    for endpoint in endpoints:
+        lim.acquire(endpoint)
+        times.append(clock())
+    return times
+
+
+def within(times: list[float], start: float, end: float) -> int:
+    return sum(1 for t in times if start - EPS <= t < end - EPS)
+
+
+def test_bucket_grants_exactly_its_rate_each_second() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10)
+    times = grant_times(lim, clock, [CREATE] * 35)
+    assert within(times, 0, 1) == 10
+    assert within(times, 0, 3) == 30
+    assert within(times, 1, 2) == 10
+    assert times[:3] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_global_bucket_caps_the_sum_of_endpoints() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, endpoint_rps=25)
+    times = grant_times(lim, clock, [CREATE, UPDATE] * 15)
+    assert within(times, 0, 1) == 10
+    assert within(times, 0, 2) == 20
+
+
+def test_endpoint_bucket_paces_each_endpoint_separately() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=100, endpoint_rps=5)
+    endpoints = [CREATE, UPDATE] * 12
+    times = grant_times(lim, clock, endpoints)
+    creates = [t for t, e in zip(times, endpoints, strict=True) if e == CREATE]
+    updates = [t for t, e in zip(times, endpoints, strict=True) if e == UPDATE]
+    assert within(creates, 0, 1) == 5
+    assert within(updates, 0, 1) == 5
+    assert within(creates, 0, 2) == 10
+
+
+def test_endpoint_override_sets_its_own_ceiling() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=100, endpoint_rps=25, endpoint_overrides={"GET /s": 2})
+    assert lim.state("GET /s").ceiling == 2
+    assert within(grant_times(lim, clock, ["GET /s"] * 6), 0, 2) == 4
+
+
+def test_burst_lets_a_rested_bucket_send_at_once() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, burst=3)
+    times = grant_times(lim, clock, [CREATE] * 13)
+    assert times[:3] == [0.0, 0.0, 0.0]
+    assert within(times, 0, 1) == 12  # 3 at once, then one every 0.1 s
+
+
+def test_reservations_from_many_threads_never_share_a_slot() -> None:
+    clock = FakeClock()  # frozen: reserve() does not sleep
+    lim = limiter(clock, global_rps=20)
+    times: list[float] = []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        mine = [lim.reserve(CREATE) for _ in range(25)]
+        with guard:
+            times.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    times.sort()
+    assert len(times) == 200
+    assert within(times, 0, 1) == 20
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) == pytest.approx(1 / 20)
+
+
+def test_a_rate_limited_global_bucket_is_cut_by_the_factor_once_per_cooldown() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, quiet_seconds=1e9)
+    assert lim.on_rate_limited(CREATE, "global-rate") == GLOBAL
+    assert lim.rate() == pytest.approx(7.0)
+    # Requests in flight answer 429 together: one congestion signal, one cut.
+    assert lim.on_rate_limited(CREATE, "global-rate") == GLOBAL
+    assert lim.rate() == pytest.approx(7.0)
+    clock.set(1.0)
+    lim.on_rate_limited(CREATE, None)
+    assert lim.rate() == pytest.approx(4.9)
+    assert lim.rate(CREATE) == 100  # the endpoint bucket was not named
+
+
+def test_the_cut_rate_paces_requests() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, quiet_seconds=1e9)
+    lim.on_rate_limited(CREATE, "global-rate")
+    times = grant_times(lim, clock, [CREATE] * 20)
+    assert within(times, 0, 1) == 7
+
+
+def test_rate_never_falls_below_the_floor() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, floor_rps=2, quiet_seconds=1e9)
+    for second in range(20):
+        clock.set(float(second))
+        lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.rate() == 2
+
+
+def test_floor_is_never_above_the_ceiling() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=0.5, floor_rps=1, quiet_seconds=1e9)
+    lim.on_rate_limited(CREATE, None)
+    assert lim.rate() == 0.5
+
+
+def test_recovery_is_additive_after_a_quiet_period_up_to_the_ceiling() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, quiet_seconds=2, recovery_rps_per_second=1)
+    lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.rate() == pytest.approx(7.0)
+    clock.set(1.9)
+    assert lim.rate() == pytest.approx(7.0)  # still within the quiet period
+    clock.set(3.0)
+    assert lim.rate() == pytest.approx(8.0)
+    clock.set(3.5)
+    assert lim.rate() == pytest.approx(8.5)
+    clock.set(100.0)
+    assert lim.rate() == 10
+
+
+def test_a_new_429_restarts_the_quiet_period() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=10, quiet_seconds=2, recovery_rps_per_second=1)
+    lim.on_rate_limited(CREATE, "global-rate")  # 7.0 at t=0
+    clock.set(3.0)
+    lim.on_rate_limited(CREATE, "global-rate")  # recovered to 8.0, then cut to 5.6
+    assert lim.rate() == pytest.approx(5.6)
+    clock.set(4.5)
+    assert lim.rate() == pytest.approx(5.6)
+    clock.set(6.0)
+    assert lim.rate() == pytest.approx(6.6)
+
+
+def test_default_recovery_step_is_five_percent_of_the_ceiling() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=40, quiet_seconds=2)
+    lim.on_rate_limited(CREATE, None)
+    clock.set(4.0)
+    assert lim.rate() == pytest.approx(28.0 + 2 * 2.0)
+
+
+@pytest.mark.parametrize(
+    ("reason", "cut"),
+    [
+        ("global-rate", GLOBAL),
+        ("global-concurrency", GLOBAL),
+        (None, GLOBAL),
+        ("endpoint-rate", UPDATE),
+        ("endpoint-concurrency", UPDATE),
+        ("Endpoint-Rate", UPDATE),
+        ("resource-specific", None),
+    ],
+)
+def test_the_reason_header_names_the_bucket_that_is_cut(
+    reason: str | None, cut: str | None
+) -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=20, endpoint_rps=20, quiet_seconds=1e9)
+    assert lim.on_rate_limited(UPDATE, reason) == cut
+    expected = {GLOBAL: 20.0, UPDATE: 20.0, CREATE: 20.0}
+    if cut is not None:
+        expected[cut] = 14.0
+    assert {scope: lim.rate(scope) for scope in expected} == pytest.approx(expected)
+
+
+def test_scope_for_reason() -> None:
+    assert scope_for_reason("global-rate") == GLOBAL
+    assert scope_for_reason("") == GLOBAL
+    assert scope_for_reason("endpoint-concurrency") == "endpoint"
+    assert scope_for_reason("resource-specific") is None
+    assert scope_for_reason("something-new") is None
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def test_a_thread_sleeping_for_its_slot_holds_no_lock() -> None:
+    clock = FakeClock()
+    asleep, wake = threading.Event(), threading.Event()
+
+    def blocking_sleep(seconds: float) -> None:
+        asleep.set()
+        assert wake.wait(10)
+        clock.sleep(seconds)
+
+    lim = RateLimiter(1, 100, 4, clock=clock, sleep=blocking_sleep)
+    lim.acquire(CREATE)  # t=0: no wait
+    sleeper = threading.Thread(target=lim.acquire, args=(CREATE,))
+    sleeper.start()
+    assert asleep.wait(10)
+    # Another thread can reserve, cut and read rates while the first one sleeps.
+    assert lim.reserve(UPDATE) == 2.0
+    lim.on_rate_limited(CREATE, "endpoint-rate")
+    assert lim.state(CREATE).rate == 70
+    wake.set()
+    sleeper.join(10)
+    assert not sleeper.is_alive()
+
+
+def test_concurrency_cap_holds_extra_requests_until_a_slot_frees() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(1000, 1000, 2, clock=clock, sleep=clock.sleep)
+    release = [threading.Event() for _ in range(3)]
+    entered = [threading.Event() for _ in range(3)]
+
+    def request(i: int) -> None:
+        with lim.slot(CREATE):
+            entered[i].set()
+            assert release[i].wait(10)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(3)]
+    threads[0].start()
+    threads[1].start()
+    assert entered[0].wait(10) and entered[1].wait(10)
+    threads[2].start()
+    wait_until(lambda: lim.waiting == 1, "the third request to wait")
+    assert not entered[2].is_set()
+    assert lim.in_flight == 2
+    release[0].set()
+    assert entered[2].wait(10)
+    release[1].set()
+    release[2].set()
+    for t in threads:
+        t.join(10)
+    assert lim.in_flight == 0
+    assert lim.max_in_flight == 2
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0, 25, 4)
+    with pytest.raises(ValueError):
+        RateLimiter(25, 25, 0)
+    with pytest.raises(ValueError):
+        RateLimiter(25, 25, 4, decrease_factor=1.5)
