@@ -53,8 +53,15 @@ class DbtProject:
         return env
 
     def write_seed(self, name: str, rows: Sequence[Mapping[str, Any]],
-                   columns: Sequence[str] | None = None) -> None:
+                   columns: Sequence[str] | None = None,
+                   types: Mapping[str, str] | None = None) -> None:
+        """Columns are varchar unless `types` says otherwise: type inference from CSV differs
+        between agate and DuckDB (a phone number is not an integer)."""
         columns = list(columns or rows[0].keys())
+        project = yaml.safe_load((self.root / "dbt_project.yml").read_text())
+        seeds = project.setdefault("seeds", {}).setdefault("test_project", {})
+        seeds[name] = {"+column_types": {c: (types or {}).get(c, "varchar") for c in columns}}
+        (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
         path = self.root / "seeds" / f"{name}.csv"
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)

@@ -47,7 +47,7 @@ SYNC_BY_CRM_ID = {
 def crm_project(tmp_path: Path, target: str = "duckdb", config_style: str = "schema",
                 sync: dict | None = None) -> DbtProject:
     project = new_project(tmp_path / "proj", target)
-    project.write_seed("crm", CRM_ROWS)
+    project.write_seed("crm", CRM_ROWS, types={"seats": "integer"})
     project.write_model("stripe_customers", "select * from {{ ref('crm') }}",
                         sync=sync or SYNC_BY_CRM_ID, config_style=config_style)
     return project

@@ -1,0 +1,197 @@
+"""Incremental and exact (issue: state in the warehouse, diff in SQL, never a duplicate),
+end to end against the Stripe emulator, whose request counts are exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stripe_emulator import start_emulator
+from stripe_emulator.handle import EmulatorHandle
+from tests.conftest import drop_postgres_schema
+from tests.integration.dbtproj import BIN, DbtProject, new_project
+
+SYNC = {
+    "object": "customer",
+    "key": {"column": "customer_id", "field": "metadata.crm_id"},
+    "fields": {"email": "email", "name": "full_name", "address.city": "city",
+               "metadata.plan": "plan"},
+}
+FAST = ("--max-rps", "500", "--concurrency", "16")
+
+
+def rows(n: int, changed: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    return [
+        {"customer_id": f"c{i:05d}", "email": f"user{i}@example.com",
+         "full_name": f"User {i}" + (" (renamed)" if i in changed else ""),
+         "city": ["Paris", "Lyon", "Nice"][i % 3], "plan": ["free", "pro"][i % 2]}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorHandle]:
+    with start_emulator(seed=7) as handle:
+        yield handle
+
+
+def make_project(tmp_path: Path, target: str, n: int) -> DbtProject:
+    project = new_project(tmp_path / "proj", target)
+    project.write_seed("crm", rows(n))
+    project.write_model("stripe_customers", "select * from {{ ref('crm') }}", sync=SYNC)
+    project.build()
+    return project
+
+
+@pytest.fixture
+def project_factory(tmp_path: Path, warehouse_target: str) -> Iterator[Any]:
+    made: list[DbtProject] = []
+
+    def factory(n: int) -> DbtProject:
+        made.append(make_project(tmp_path, warehouse_target, n))
+        return made[-1]
+
+    yield factory
+    for project in made:
+        if project.target == "postgres":
+            drop_postgres_schema(project.schema)
+
+
+def sql(project: DbtProject, query: str) -> list[tuple[Any, ...]]:
+    """Query the project's warehouse directly, as a user inspecting sync history would."""
+    query = query.replace("{bk}", f'"{project.schema}_stripe_activation"')
+    if project.target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(project.root / "warehouse.duckdb")) as con:
+            return con.execute(query).fetchall()
+    import psycopg2
+
+    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as con:
+        with con.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall() if cur.description else []
+
+
+def by_key(emulator: EmulatorHandle) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for customer in emulator.customers():
+        out.setdefault(customer["metadata"].get("crm_id"), []).append(customer)
+    return out
+
+
+def assert_stripe_equals_model(emulator: EmulatorHandle, expected: list[dict[str, Any]]) -> None:
+    customers = by_key(emulator)
+    assert sorted(customers) == sorted(r["customer_id"] for r in expected)
+    for row in expected:
+        [customer] = customers[row["customer_id"]]  # exactly one per key
+        assert customer["email"] == row["email"]
+        assert customer["name"] == row["full_name"]
+        assert customer["address"]["city"] == row["city"]
+        assert customer["metadata"] == {"crm_id": row["customer_id"], "plan": row["plan"]}
+
+
+def test_rerun_makes_zero_requests_and_k_changed_rows_cost_k_writes(
+    project_factory: Any, emulator: EmulatorHandle
+) -> None:
+    project = project_factory(60)
+    first = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert first.code == 0, first.stderr
+    assert first.json["models"][0]["counts"]["created"] == 60
+    assert emulator.stats()["writes_committed"] == 60
+
+    emulator.reset(stats_only=True)
+    again = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert again.code == 0, again.stderr
+    assert emulator.stats()["requests_total"] == 0
+    assert again.json["models"][0]["counts"]["unchanged"] == 60
+
+    project.write_seed("crm", rows(60, changed=frozenset({3, 17, 42})))
+    project.build()
+    emulator.reset(stats_only=True)
+    changed = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert changed.code == 0, changed.stderr
+    stats = emulator.stats()
+    assert stats["requests_total"] == 3
+    assert stats["by_endpoint"] == {"POST /v1/customers/{id}": 3}
+    assert changed.json["models"][0]["counts"]["updated"] == 3
+    assert_stripe_equals_model(emulator, rows(60, changed=frozenset({3, 17, 42})))
+
+
+def test_dropped_state_table_adopts_existing_customers_and_creates_nothing(
+    project_factory: Any, emulator: EmulatorHandle
+) -> None:
+    project = project_factory(250)
+    assert project.sync(*FAST, stripe_url=emulator.url).code == 0
+    sql(project, "drop table {bk}.stripe_sync_state")
+
+    emulator.reset(stats_only=True)
+    result = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert result.code == 0, result.stderr
+    counts = result.json["models"][0]["counts"]
+    assert counts["created"] == 0 and counts["updated"] == 0 and counts["unchanged"] == 250
+    stats = emulator.stats()
+    assert stats["writes_committed"] == 0
+    assert stats["by_endpoint"] == {"GET /v1/customers": 3}  # ceil(250/100) list pages
+    assert_stripe_equals_model(emulator, rows(250))
+
+
+def test_sigkill_mid_first_run_then_rerun_leaves_one_customer_per_key(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    project = make_project(tmp_path, "duckdb", 2000)
+    emulator.config(latency_ms=[2, 10])
+    proc = subprocess.Popen(
+        [str(BIN / "dbt-stripe-sync"), *FAST, "--target", "duckdb"], cwd=project.root,
+        env=project.env(STRIPE_API_KEY="sk_test_dsa", STRIPE_API_BASE=emulator.url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while emulator.stats()["writes_committed"] < 700 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the sync finished before it could be killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = emulator.stats()["writes_committed"]
+    assert 700 <= killed_at < 2000
+
+    emulator.config(latency_ms=[0, 0])
+    rerun = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert rerun.code == 0, rerun.stderr
+    assert_stripe_equals_model(emulator, rows(2000))
+    again = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert again.json["models"][0]["counts"]["unchanged"] == 2000
+
+
+def test_run_history_and_row_outcomes_are_queryable_in_sql(
+    project_factory: Any, emulator: EmulatorHandle
+) -> None:
+    project = project_factory(5)
+    first = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    project.write_seed("crm", rows(5, changed=frozenset({1})))
+    project.build()
+    second = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+
+    runs = sql(project, "select run_id, command, status, created, updated, unchanged "
+                        "from {bk}.stripe_sync_runs order by started_at")
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in runs] == [
+        (first.json["run_id"], "sync", "success", 5, 0, 0),
+        (second.json["run_id"], "sync", "success", 0, 1, 4),
+    ]
+    outcomes = sql(project, "select run_id, key_value, outcome from "
+                            "{bk}.stripe_sync_row_results order by run_id, key_value")
+    assert [(r[1], r[2]) for r in outcomes if r[0] == second.json["run_id"]] == [
+        ("c00001", "updated")
+    ]
+    assert len([r for r in outcomes if r[0] == first.json["run_id"]]) == 5
+    state = sql(project, "select key_value, stripe_id, last_outcome from "
+                         "{bk}.stripe_sync_state order by key_value")
+    ids = {c["metadata"]["crm_id"]: c["id"] for c in emulator.customers()}
+    assert [(k, i) for k, i, _ in state] == sorted(ids.items())
