@@ -164,8 +164,13 @@ def plan(full_resync: bool, lookup: str, sample: int, **kwargs: Any) -> int:
               show_default=True, help="Exit 0 while rejected+failed rows stay within P%.")
 @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
               help="Global requests/s (default: 100 live, 25 test mode).")
+@click.option("--max-endpoint-rps", type=click.FloatRange(min=0.1), default=None,
+              help="Requests/s per endpoint (default 25, as Stripe's newest docs say).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Requests in flight at most.")
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Seconds before a Stripe request is abandoned "
+              "(and retried with the same idempotency key).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
               help="Rows fetched from the warehouse at a time.")
 @click.option("--allow-live", is_flag=True, envvar=LIVE_OPT_IN_ENV,
@@ -173,7 +178,8 @@ def plan(full_resync: bool, lookup: str, sample: int, **kwargs: Any) -> int:
 @_handle_errors
 def sync(
     full_resync: bool, reset_state: bool, lookup: str, max_failed_pct: float,
-    max_rps: float | None, concurrency: int, batch_size: int, allow_live: bool, **kwargs: Any,
+    max_rps: float | None, max_endpoint_rps: float | None, concurrency: int,
+    request_timeout: float, batch_size: int, allow_live: bool, **kwargs: Any,
 ) -> int:
     """Sync the selected models into Stripe (the default command)."""
     from .pipeline import RunRequest, run_reset, run_sync
@@ -183,5 +189,6 @@ def sync(
         return run_reset(common)
     return run_sync(common, RunRequest(
         command="sync", full_resync=full_resync, lookup=lookup, max_failed_pct=max_failed_pct,
-        max_rps=max_rps, concurrency=concurrency, batch_size=batch_size, allow_live=allow_live,
+        max_rps=max_rps, max_endpoint_rps=max_endpoint_rps, concurrency=concurrency,
+        request_timeout=request_timeout, batch_size=batch_size, allow_live=allow_live,
     ))

@@ -44,7 +44,9 @@ class RunRequest:
     sample: int = 20
     max_failed_pct: float = 0.0
     max_rps: float | None = None
+    max_endpoint_rps: float | None = None
     concurrency: int = 16
+    request_timeout: float = 30.0
     batch_size: int = 500
     allow_live: bool = False
 
@@ -85,9 +87,11 @@ def stripe_settings(common: CommonOptions, request: RunRequest | None = None) ->
             f"{common.api_key_env} does not hold a Stripe secret or restricted key "
             "(sk_test_/sk_live_/rk_test_/rk_live_): publishable keys (pk_) cannot write."
         )
-    kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base}
+    kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base,
+                              "api_key_env": common.api_key_env}
     if request is not None:
-        kwargs.update(max_rps=request.max_rps, concurrency=request.concurrency)
+        kwargs.update(max_rps=request.max_rps, per_endpoint_rps=request.max_endpoint_rps,
+                      concurrency=request.concurrency, timeout_seconds=request.request_timeout)
     return StripeSettings(**kwargs)
 
 

@@ -151,14 +151,16 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
                         idempotency_key=idempotency_key(spec, row, "create", params))
     stripe_id = match.stripe_ids[0]
     current = dict(match.current or {})
+    # Create-only fields (test_clock, payment_method) cannot be changed on an existing object.
     changed = {
         path: value for path, value in desired.values.items()
-        if not _same(current.get(path), value)
+        if not resolve_field(spec.object, path).create_only
+        and not _same(current.get(path), value)
     }
     synced = _synced(spec, current, desired.values)
     if not changed:
         return _replace(base, stripe_id=stripe_id, synced_values=synced)
-    to_send = _with_whole_groups(changed, desired.values)
+    to_send = _with_whole_groups(spec, changed, desired.values)
     params = build_params(to_send, create=False, spec=spec.object)
     diffs = tuple(FieldDiff(p, current.get(p), v) for p, v in sorted(changed.items()))
     return _replace(base, action=Action.UPDATE, stripe_id=stripe_id, params=params, diffs=diffs,
@@ -181,14 +183,27 @@ def _same(before: Any, after: Any) -> bool:
     return bool(before == after)
 
 
-def _with_whole_groups(changed: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+def _with_whole_groups(
+    spec: SyncSpec, changed: Mapping[str, Any], desired: Mapping[str, Any]
+) -> dict[str, Any]:
     """A changed `address.city` sends every mapped `address.*` path: Stripe sets a nested
-    hash as a whole, so sending one sub-field could drop its mapped siblings. Metadata keys
+    hash as a whole, so sending one sub-field could drop its mapped siblings. A group Stripe
+    requires whole (`shipping` needs name and address) is sent from its root. Metadata keys
     are the exception: Stripe merges metadata key by key."""
-    groups = {p.rsplit(".", 1)[0] for p in changed if "." in p and not p.startswith("metadata.")}
+
+    def group_of(path: str) -> str | None:
+        if "." not in path or path.startswith("metadata."):
+            return None
+        for root in spec.object.required_together:
+            if path.startswith(root + "."):
+                return root
+        return path.rsplit(".", 1)[0]
+
+    groups = {g for g in map(group_of, changed) if g}
     out = dict(changed)
     for path, value in desired.items():
-        if "." in path and path.rsplit(".", 1)[0] in groups:
+        group = group_of(path)
+        if group and group in groups and not resolve_field(spec.object, path).create_only:
             out.setdefault(path, value)
     return out
 

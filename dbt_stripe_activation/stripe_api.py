@@ -3,16 +3,73 @@
 Adds what the SDK leaves to us: a client-side rate limiter that knows Stripe's published
 limits and adapts on 429, backoff with jitter for rate-limited requests (the SDK does not
 retry a plain 429), and request counting. Knows nothing of dbt.
-CONTRACT STUB: the signatures and dataclasses below are fixed; bodies are being written.
+
+Every HTTP attempt -- SDK network retries included -- goes through one metered HTTP client:
+that is where requests are paced, counted and watched for 429s, so the counts are what Stripe
+saw. The SDK retries 409, 5xx and connection errors itself (`max_network_retries`, same
+idempotency key); 429s are retried here, with exponential backoff and full jitter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import stripe
+
+from .errors import StripeConnectionError
+from .ratelimit import RateLimiter
 
 STRIPE_API_VERSION = "2026-10-28.endive"  # pinned; the SDK's own version at the time
+
+# docs.stripe.com/rate-limits: 100 requests/s live, 25/s in test mode (sandboxes), and by
+# default 25/s for each endpoint even in live mode; Search allows 20 reads/s.
+LIVE_RPS = 100.0
+TEST_RPS = 25.0
+ENDPOINT_RPS = 25.0
+ENDPOINT_RPS_OVERRIDES = {"GET /v1/customers/search": 20.0}
+# Pace a little under each limit: requests leave on time but reach Stripe with jitter, and a
+# sliding one-second window then sees one more than was sent in any second. Against the
+# emulator's exact 25/s window (100-300 ms latency, 32 threads), 1.0 drew 429s and 0.95 none.
+HEADROOM = 0.95
+PAGE_SIZE = 100  # Stripe's largest page: one read per 100 objects
+MAX_IDEMPOTENCY_KEY = 255
+
+_KEY_SHAPE = re.compile(r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+")
+_PERMISSION = re.compile(r"\brak_[a-z0-9_]+")
+# Path segments after a collection that are actions, not ids (`/v1/customers/search`).
+_ACTIONS = frozenset({"search"})
+# Object name (as a SyncSpec names it) -> attribute of `client.v1`.
+_SERVICES = {"customer": "customers", "product": "products", "price": "prices"}
+
+T = TypeVar("T")
+
+
+def redact(text: str) -> str:
+    """Mask anything shaped like a Stripe key, keeping its prefix: 'sk_test_***'."""
+    return _KEY_SHAPE.sub(lambda m: f"{m.group(1)}_{m.group(2)}_***", text)
+
+
+def endpoint_of(method: str, url: str) -> str:
+    """Stripe's name for an operation: 'POST /v1/customers/{id}' for any customer id."""
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    start = next((i for i, p in enumerate(parts) if re.fullmatch(r"v\d+", p)), 0)
+    parts = parts[start:]
+    named = [
+        "{id}" if i >= 2 and i % 2 == 0 and part not in _ACTIONS else part
+        for i, part in enumerate(parts)
+    ]
+    return f"{method.upper()} /" + "/".join(named)
 
 
 @dataclass(frozen=True)
@@ -25,6 +82,11 @@ class StripeSettings:
     timeout_seconds: float = 30.0
     max_network_retries: int = 4  # SDK retries (409, 5xx, connection errors)
     max_rate_limit_retries: int = 8  # ours, for 429
+    # Added by stripe_api: the variable the key came from, named in error messages (never
+    # the key itself), and the 429 backoff: full jitter over base * 2**retry, capped.
+    api_key_env: str = "STRIPE_API_KEY"
+    rate_limit_backoff_seconds: float = 0.5
+    rate_limit_backoff_max_seconds: float = 16.0
 
     @property
     def mode(self) -> str:
@@ -35,6 +97,17 @@ class StripeSettings:
     def key_kind(self) -> str:
         """'secret' (sk_) or 'restricted' (rk_)."""
         return "restricted" if self.api_key.startswith("rk_") else "secret"
+
+    @property
+    def resolved_api_base(self) -> str:
+        return (self.api_base or stripe.DEFAULT_API_BASE).rstrip("/")
+
+    @property
+    def rate_limits(self) -> tuple[float, float]:
+        """(global, per endpoint) requests per second we pace at: the limits less HEADROOM."""
+        ceiling = self.max_rps or (LIVE_RPS if self.mode == "live" else TEST_RPS)
+        endpoint = self.per_endpoint_rps or ENDPOINT_RPS
+        return ceiling * HEADROOM, endpoint * HEADROOM
 
 
 @dataclass(frozen=True)
@@ -67,37 +140,406 @@ class StripeWriteError(Exception):
         self.status = status
 
 
-class StripeGateway:
-    """Thread-safe: the engine calls it from a pool of worker threads."""
+class StripeReadError(StripeWriteError):
+    """A lookup that failed after retries (or was refused as invalid).
 
-    def __init__(self, settings: StripeSettings) -> None:
-        raise NotImplementedError
+    A StripeWriteError, so a worker that catches write errors marks the row failed
+    (retryable) or rejected instead of ending the run.
+    """
+
+
+class _Meter:
+    """RequestStats behind a lock: worker threads count concurrently."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = RequestStats()
+
+    def attempt(self, endpoint: str, method: str, *, retry: bool) -> None:
+        with self._lock:
+            stats = self._stats
+            stats.by_endpoint[endpoint] = stats.by_endpoint.get(endpoint, 0) + 1
+            if method.upper() == "GET":
+                stats.reads += 1
+            else:
+                stats.writes += 1
+            if retry:
+                stats.retries += 1
+
+    def rate_limited(self) -> None:
+        with self._lock:
+            self._stats.rate_limited += 1
+
+    def retry(self) -> None:
+        with self._lock:
+            self._stats.retries += 1
+
+    def snapshot(self) -> RequestStats:
+        with self._lock:
+            return replace(self._stats, by_endpoint=dict(self._stats.by_endpoint))
+
+
+class _MeteredHTTPClient(stripe.RequestsClient):
+    """The SDK's requests client (one Session per thread), paced and counted per attempt."""
+
+    def __init__(self, *, limiter: RateLimiter, meter: _Meter, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._limiter = limiter
+        self._meter = meter
+
+    def request_with_retries(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        post_data: Any = None,
+        max_network_retries: int | None = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[str, int, Mapping[str, str]]:
+        self._thread_local.attempts = 0  # the SDK's retries of this request follow
+        return super().request_with_retries(
+            method, url, headers, post_data, max_network_retries, _usage=_usage
+        )
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        endpoint = endpoint_of(method, url)
+        attempts = getattr(self._thread_local, "attempts", 0)
+        self._thread_local.attempts = attempts + 1
+        with self._limiter.slot(endpoint):
+            self._meter.attempt(endpoint, method, retry=attempts > 0)
+            content, status, rheaders = super().request(method, url, headers, post_data)
+        if status == 429:
+            self._meter.rate_limited()
+            if _error_code(content) != "lock_timeout":  # one busy object, not our pace
+                self._limiter.on_rate_limited(
+                    endpoint, _header(rheaders, "stripe-rate-limited-reason")
+                )
+        return content, status, rheaders
+
+    def _should_retry(
+        self,
+        response: tuple[Any, int, Mapping[str, str] | None] | None,
+        api_connection_error: stripe.APIConnectionError | None,
+        num_retries: int,
+        max_network_retries: int | None,
+    ) -> bool:
+        # 429s are the gateway's to retry, with its own budget and backoff, even when Stripe
+        # sends `Stripe-Should-Retry: true` (which would make the SDK retry them too).
+        if response is not None and response[1] == 429:
+            return False
+        return bool(
+            super()._should_retry(response, api_connection_error, num_retries, max_network_retries)
+        )
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _error_code(content: Any) -> str | None:
+    try:
+        body = json.loads(content)
+        return str(body["error"].get("code") or "") or None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _code_of(exc: stripe.StripeError) -> str | None:
+    """Stripe's error code; `e.code` is None on some error classes (429, idempotency)."""
+    error = exc.error  # an ErrorObject: attributes, not a dict (v15+)
+    code = exc.code or (getattr(error, "code", None) if error is not None else None)
+    if code:
+        return str(code)
+    if error is not None and getattr(error, "type", None) == "idempotency_error":
+        return "idempotency_error"
+    if exc.http_status == 404:  # an object path that does not exist is resource_missing
+        return "resource_missing"
+    return None
+
+
+def _message_of(exc: stripe.StripeError) -> str:
+    """Stripe's message as one redacted sentence; for a network error, its cause only."""
+    text = " ".join((exc.user_message or "").split())
+    if isinstance(exc, stripe.APIConnectionError) and "(Network error:" in text:
+        text = text.rsplit("(Network error:", 1)[1].strip(") ")
+        errno = re.search(r"\[Errno -?\d+\][^\"')]*", text)
+        text = errno.group(0).strip() if errno else text
+    text = redact(text) or type(exc).__name__
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _is_retryable(exc: stripe.StripeError) -> bool:
+    status = exc.http_status
+    if isinstance(exc, stripe.APIConnectionError):
+        return True
+    return status is not None and (status in (409, 429) or status >= 500)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class StripeGateway:
+    """Thread-safe: the engine calls it from a pool of worker threads.
+
+    Exceptions: StripeConnectionError (401, 403, or check() cannot reach Stripe) means no
+    request of this run can succeed; StripeWriteError (StripeReadError for lookups) is about
+    one request, with `retryable` telling a later run may succeed.
+    """
+
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`limiter` replaces the one built from settings; `sleep` waits between 429 retries
+        (tests pass a recorder)."""
+        stripe.enable_telemetry = False  # no telemetry headers, no id file in ~/.config
+        self.settings = settings
+        self._sleep = sleep
+        self._jitter = random.Random()
+        self._meter = _Meter()
+        global_rps, endpoint_rps = settings.rate_limits
+        self.limiter = limiter or RateLimiter(
+            global_rps,
+            endpoint_rps,
+            settings.concurrency,
+            endpoint_overrides={k: v * HEADROOM for k, v in ENDPOINT_RPS_OVERRIDES.items()},
+        )
+        self._http = _MeteredHTTPClient(
+            limiter=self.limiter, meter=self._meter, timeout=settings.timeout_seconds
+        )
+        options: dict[str, Any] = {}
+        if settings.api_base:
+            options["base_addresses"] = {"api": settings.resolved_api_base}
+        self._client = stripe.StripeClient(
+            settings.api_key,
+            stripe_version=STRIPE_API_VERSION,
+            max_network_retries=settings.max_network_retries,
+            http_client=self._http,
+            **options,
+        )
+        self._object_locks: dict[str, list[Any]] = {}
+        self._object_locks_guard = threading.Lock()
 
     @property
     def stats(self) -> RequestStats:
-        raise NotImplementedError
+        """A snapshot: reads and writes are HTTP attempts (SDK retries included)."""
+        return self._meter.snapshot()
+
+    # -- connection ---------------------------------------------------------------------
 
     def check(self) -> ConnectionCheck:
-        raise NotImplementedError
+        """One cheap read that proves the key works: Balance, or a one-customer list for a
+        restricted key (a customer-sync key need not read balances)."""
+        settings = self.settings
+        try:
+            if settings.key_kind == "restricted":
+                method = "customers.list"
+                self._with_rate_limit_retries(
+                    lambda: self._client.v1.customers.list(params={"limit": 1})
+                )
+                detail = "GET /v1/customers?limit=1 answered"
+            else:
+                method = "balance"
+                self._with_rate_limit_retries(lambda: self._client.v1.balance.retrieve())
+                detail = "GET /v1/balance answered"
+        except stripe.StripeError as exc:
+            if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+                raise self._refused(exc) from None
+            if isinstance(exc, stripe.APIConnectionError):
+                raise StripeConnectionError(
+                    f"Cannot reach Stripe at {settings.resolved_api_base}: {_message_of(exc)} "
+                    "Check the network and proxy, and --api-base / STRIPE_API_BASE if set."
+                ) from None
+            raise StripeConnectionError(
+                f"Stripe at {settings.resolved_api_base} answered {exc.http_status} "
+                f"({_code_of(exc) or 'error'}) to the connection check: {_message_of(exc)}"
+            ) from None
+        return ConnectionCheck(
+            mode=settings.mode,
+            key_kind=settings.key_kind,
+            method=method,
+            api_base=settings.resolved_api_base,
+            detail=f"{detail} ({settings.mode} mode, {settings.key_kind} key)",
+        )
+
+    def _refused(self, exc: stripe.StripeError) -> StripeConnectionError:
+        env = self.settings.api_key_env
+        message = _message_of(exc)
+        if isinstance(exc, stripe.PermissionError):
+            found = _PERMISSION.search(message)
+            if found:
+                permission = found.group(0)
+                return StripeConnectionError(
+                    f"The key in ${env} lacks the '{permission}' permission (403): {message} "
+                    f"Grant '{permission}' to the restricted key in the Stripe dashboard "
+                    "(Developers > API keys), or use a key that has it."
+                )
+            return StripeConnectionError(
+                f"Stripe refused a permission to the key in ${env} (403): {message} Grant the "
+                "restricted key read and write access to the synced objects."
+            )
+        return StripeConnectionError(
+            f"Stripe refused the API key in ${env} (401): {message} Set ${env} to a valid "
+            "secret (sk_) or restricted (rk_) key from the Stripe dashboard "
+            "(Developers > API keys)."
+        )
+
+    # -- reads ---------------------------------------------------------------------------
 
     def list_by_email(self, object_name: str, email: str) -> list[dict[str, Any]]:
         """Exact, case-sensitive, strongly consistent list filter (one read per 100)."""
-        raise NotImplementedError
+        return list(self._pages(object_name, {"email": email}))
 
     def iter_all(self, object_name: str) -> Iterator[dict[str, Any]]:
         """Every object, 100 per page (one read per page)."""
-        raise NotImplementedError
+        return self._pages(object_name, {})
+
+    def _pages(self, object_name: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        service = self._service(object_name)
+        starting_after: str | None = None
+        while True:
+            page_params: dict[str, Any] = {**params, "limit": PAGE_SIZE}
+            if starting_after:
+                page_params["starting_after"] = starting_after
+            page = self._read(partial(service.list, params=page_params), f"list {object_name}")
+            items = [_to_dict(obj) for obj in page.data]
+            yield from items
+            if not page.has_more or not items:
+                return
+            starting_after = items[-1]["id"]
 
     def retrieve(self, object_name: str, object_id: str) -> dict[str, Any] | None:
         """None when Stripe answers 404 resource_missing (or the object is deleted)."""
-        raise NotImplementedError
+        service = self._service(object_name)
+        try:
+            obj = self._with_rate_limit_retries(lambda: service.retrieve(object_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise self._error(exc, StripeReadError, f"retrieve {object_name} {object_id}") from None
+        except stripe.StripeError as exc:
+            raise self._error(exc, StripeReadError, f"retrieve {object_name} {object_id}") from None
+        data = _to_dict(obj)
+        return None if data.get("deleted") else data
+
+    def _read(self, call: Callable[[], T], what: str) -> T:
+        try:
+            return self._with_rate_limit_retries(call)
+        except stripe.StripeError as exc:
+            raise self._error(exc, StripeReadError, what) from None
+
+    # -- writes --------------------------------------------------------------------------
 
     def create(
         self, object_name: str, params: Mapping[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        service = self._service(object_name)
+        options = {"idempotency_key": _idempotency_key(idempotency_key)}
+        return self._write(
+            lambda: service.create(params=dict(params), options=options), f"create {object_name}"
+        )
 
     def update(
         self, object_name: str, object_id: str, params: Mapping[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        service = self._service(object_name)
+        options = {"idempotency_key": _idempotency_key(idempotency_key)}
+        # Concurrent writes to one object fail with 429 lock_timeout: ours go one at a time.
+        with self._object_lock(object_id):
+            return self._write(
+                lambda: service.update(object_id, params=dict(params), options=options),
+                f"update {object_name} {object_id}",
+            )
+
+    def _write(self, call: Callable[[], Any], what: str) -> dict[str, Any]:
+        try:
+            return _to_dict(self._with_rate_limit_retries(call))
+        except stripe.StripeError as exc:
+            raise self._error(exc, StripeWriteError, what) from None
+
+    @contextmanager
+    def _object_lock(self, object_id: str) -> Iterator[None]:
+        with self._object_locks_guard:
+            entry = self._object_locks.setdefault(object_id, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._object_locks_guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._object_locks[object_id]
+
+    # -- shared --------------------------------------------------------------------------
+
+    def _service(self, object_name: str) -> Any:
+        attribute = _SERVICES.get(object_name)
+        if attribute is None:
+            raise ValueError(f"no Stripe service for object {object_name!r}")
+        return getattr(self._client.v1, attribute)
+
+    def _with_rate_limit_retries(self, call: Callable[[], T]) -> T:
+        """Retry 429s (rate limits and lock_timeout) with the same request, hence the same
+        idempotency key, unless Stripe says `Stripe-Should-Retry: false`."""
+        retries = 0
+        while True:
+            try:
+                return call()
+            except stripe.RateLimitError as exc:
+                if _header(exc.headers, "stripe-should-retry") == "false":
+                    raise
+                if retries >= self.settings.max_rate_limit_retries:
+                    raise
+                retries += 1
+                self._meter.retry()
+                self._sleep(self._backoff(retries, _header(exc.headers, "retry-after")))
+
+    def _backoff(self, retry: int, retry_after: str | None) -> float:
+        """Full jitter (uniform over 0..base*2**(retry-1), capped), never under Retry-After."""
+        settings = self.settings
+        cap = min(
+            settings.rate_limit_backoff_max_seconds,
+            settings.rate_limit_backoff_seconds * 2 ** (retry - 1),
+        )
+        delay = self._jitter.uniform(0, cap)
+        try:
+            return max(delay, float(retry_after)) if retry_after else delay
+        except ValueError:  # an HTTP date: Stripe sends seconds; keep the jittered delay
+            return delay
+
+    def _error(self, exc: stripe.StripeError, kind: type[StripeWriteError], what: str) -> Exception:
+        if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+            return self._refused(exc)
+        status = exc.http_status
+        code = _code_of(exc)
+        message = _message_of(exc)
+        if isinstance(exc, stripe.APIConnectionError):
+            text = (
+                f"{what}: no answer from {self.settings.resolved_api_base} after "
+                f"{self.settings.max_network_retries} retries: {message}"
+            )
+        else:
+            request = f" (request {exc.request_id})" if exc.request_id else ""
+            kind_of_error = code or getattr(exc.error, "type", None) or "error"
+            text = f"{what}: {status} {kind_of_error}: {message}{request}"
+        return kind(redact(text), code=code, retryable=_is_retryable(exc), status=status)
+
+
+def _idempotency_key(key: str) -> str:
+    """Stripe takes keys of at most 255 characters: hash a longer one (still deterministic)."""
+    if len(key) <= MAX_IDEMPOTENCY_KEY:
+        return key
+    return "sha256-" + hashlib.sha256(key.encode()).hexdigest()

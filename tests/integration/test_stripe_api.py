@@ -291,7 +291,7 @@ def test_lock_timeout_is_retried_but_does_not_slow_the_limiter(fresh_emulator: A
 
 
 def test_concurrent_writes_to_one_customer_do_not_collide(fresh_emulator: Any) -> None:
-    fresh_emulator.config(latency_ms=[20, 20])  # each write holds the customer's lock 20 ms
+    fresh_emulator.config(latency_ms=[150, 150])  # a write holds the customer 150 ms
     gw = gateway(fresh_emulator.url, max_rate_limit_retries=0)
     customer_id = gw.create("customer", {"email": "shared@example.com"}, "create-shared")["id"]
     with ThreadPoolExecutor(max_workers=6) as pool:

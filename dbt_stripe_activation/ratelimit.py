@@ -1,0 +1,210 @@
+"""Client-side rate limiting: paced buckets (global and per endpoint), a concurrency cap, AIMD.
+
+Stripe counts requests per second for the whole account and for each endpoint, and answers 429
+above either (docs.stripe.com/rate-limits). A 429 costs a request and a backoff; pacing just
+under the limits costs nothing. The limiter paces every request (SDK retries included), and on
+a 429 cuts the rate of the scope Stripe names in `Stripe-Rate-Limited-Reason`, then recovers
+it additively once the account has been quiet: the classic AIMD of TCP congestion control.
+Knows nothing of Stripe's objects or of dbt.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+GLOBAL = "global"
+
+# Stripe-Rate-Limited-Reason -> which bucket a 429 says is too fast. `resource-specific`
+# (one object or a special endpoint such as Search) is not about our pace: no rate change.
+_REASON_SCOPE = {
+    "global-rate": GLOBAL,
+    "global-concurrency": GLOBAL,
+    "endpoint-rate": "endpoint",
+    "endpoint-concurrency": "endpoint",
+}
+
+
+def scope_for_reason(reason: str | None) -> str | None:
+    """'global', 'endpoint' or None (leave the rates alone) for a 429's reason header.
+
+    No header at all is read as the account's limit: older API answers do not send one.
+    """
+    if reason is None or not reason.strip():
+        return GLOBAL
+    return _REASON_SCOPE.get(reason.strip().lower())
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """What one bucket allows now, for reports and tests."""
+
+    ceiling: float
+    rate: float
+    floor: float
+
+
+class _Bucket:
+    """A GCRA pacer (a token bucket kept as the time of the next free slot) with AIMD."""
+
+    def __init__(self, ceiling: float, floor: float, burst: float, now: float) -> None:
+        self.ceiling = ceiling
+        self.rate = ceiling
+        self.floor = min(floor, ceiling)
+        self.burst = burst
+        self.next_free = now  # GCRA's "theoretical arrival time"
+        self.last_limited = -math.inf
+        self.last_decrease = -math.inf
+        self.recovered_at = now
+
+    def earliest(self, now: float) -> float:
+        tolerance = (self.burst - 1.0) / self.rate
+        return max(now, self.next_free - tolerance)
+
+    def take(self, at: float) -> None:
+        self.next_free = max(self.next_free, at) + 1.0 / self.rate
+
+
+class RateLimiter:
+    """Thread-safe pacing for many worker threads.
+
+    `slot(endpoint)` waits for a concurrency slot and for a free slot in both the global and
+    the endpoint bucket, then holds the concurrency slot while the request runs. Reservations
+    are made under a lock; the waiting happens outside it.
+    """
+
+    def __init__(
+        self,
+        global_rps: float,
+        endpoint_rps: float,
+        concurrency: int,
+        *,
+        endpoint_overrides: Mapping[str, float] | None = None,
+        burst: float = 1.0,
+        decrease_factor: float = 0.7,
+        floor_rps: float = 1.0,
+        quiet_seconds: float = 2.0,
+        recovery_rps_per_second: float | None = None,
+        decrease_cooldown_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if global_rps <= 0 or endpoint_rps <= 0:
+            raise ValueError("rates must be positive")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0 < decrease_factor < 1:
+            raise ValueError("decrease_factor must be between 0 and 1")
+        self.concurrency = concurrency
+        self._endpoint_rps = endpoint_rps
+        self._overrides = dict(endpoint_overrides or {})
+        self._burst = max(1.0, burst)
+        self._decrease = decrease_factor
+        self._floor = floor_rps
+        self._quiet = quiet_seconds
+        self._recovery = recovery_rps_per_second
+        self._cooldown = decrease_cooldown_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self.in_flight = 0  # requests holding a slot now (read without the lock: a gauge)
+        self.max_in_flight = 0
+        self.waiting = 0  # threads waiting for a slot
+        self._buckets: dict[str, _Bucket] = {GLOBAL: self._new_bucket(global_rps)}
+
+    def _new_bucket(self, ceiling: float) -> _Bucket:
+        return _Bucket(ceiling, self._floor, self._burst, self._clock())
+
+    def _bucket(self, scope: str) -> _Bucket:
+        bucket = self._buckets.get(scope)
+        if bucket is None:
+            ceiling = self._overrides.get(scope, self._endpoint_rps)
+            bucket = self._buckets[scope] = self._new_bucket(ceiling)
+        return bucket
+
+    def _recover(self, bucket: _Bucket, now: float) -> None:
+        """Additive increase: after `quiet_seconds` without a 429, grow the rate linearly."""
+        if bucket.rate >= bucket.ceiling:
+            bucket.recovered_at = now
+            return
+        start = max(bucket.last_limited + self._quiet, bucket.recovered_at)
+        if now <= start:
+            return
+        per_second = self._recovery or max(0.5, 0.05 * bucket.ceiling)
+        bucket.rate = min(bucket.ceiling, bucket.rate + (now - start) * per_second)
+        bucket.recovered_at = now
+
+    def reserve(self, endpoint: str) -> float:
+        """Take the next free slot in the global and the endpoint bucket; the time to send at.
+
+        Does not wait and does not take a concurrency slot: `acquire` and `slot` do.
+        """
+        with self._lock:
+            now = self._clock()
+            buckets = [self._bucket(GLOBAL), self._bucket(endpoint)]
+            for bucket in buckets:
+                self._recover(bucket, now)
+            at = max(bucket.earliest(now) for bucket in buckets)
+            for bucket in buckets:
+                bucket.take(at)
+            return at
+
+    def acquire(self, endpoint: str) -> None:
+        """Wait (without holding the lock) until a request to `endpoint` may be sent."""
+        delay = self.reserve(endpoint) - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+    @contextmanager
+    def slot(self, endpoint: str) -> Iterator[None]:
+        """Hold a concurrency slot for one request, sent at its paced time."""
+        with self._lock:
+            self.waiting += 1
+        self._slots.acquire()
+        with self._lock:
+            self.waiting -= 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self.acquire(endpoint)
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            self._slots.release()
+
+    def on_rate_limited(self, endpoint: str, reason: str | None) -> str | None:
+        """Multiplicative decrease for the scope a 429 names; the bucket cut, or None.
+
+        One cut per `decrease_cooldown_seconds` and bucket: the requests already in flight when
+        the limit was hit answer 429 together, and are one congestion signal, not many.
+        """
+        scope = scope_for_reason(reason)
+        if scope is None:
+            return None
+        key = GLOBAL if scope == GLOBAL else endpoint
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key)
+            self._recover(bucket, now)
+            bucket.last_limited = now
+            bucket.recovered_at = now
+            if now - bucket.last_decrease >= self._cooldown:
+                bucket.rate = max(bucket.floor, bucket.rate * self._decrease)
+                bucket.last_decrease = now
+        return key
+
+    def state(self, scope: str = GLOBAL) -> BucketState:
+        """The ceiling and current rate of 'global' or an endpoint ('POST /v1/customers')."""
+        with self._lock:
+            bucket = self._bucket(scope)
+            self._recover(bucket, self._clock())
+            return BucketState(bucket.ceiling, bucket.rate, bucket.floor)
+
+    def rate(self, scope: str = GLOBAL) -> float:
+        return self.state(scope).rate
