@@ -232,9 +232,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The body, or None when the client went away before sending all of it (killed
+        mid-request): a server never acts on a truncated request."""
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        body = self.rfile.read(length) if length > 0 else b""
+        return body if len(body) == length else None
 
     def _send(self, answer: _Answer) -> None:
         self.send_response(answer.status)
@@ -256,6 +259,9 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            return
         if url.path.startswith("/_emulator/"):
             self._send(self._control(method, url.path, url.query, body))
             return

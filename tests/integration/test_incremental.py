@@ -24,7 +24,7 @@ SYNC = {
     "fields": {"email": "email", "name": "full_name", "address.city": "city",
                "metadata.plan": "plan"},
 }
-FAST = ("--max-rps", "500", "--concurrency", "16")
+FAST = ("--max-rps", "1000", "--max-endpoint-rps", "1000", "--concurrency", "16")
 
 
 def rows(n: int, changed: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
@@ -85,6 +85,15 @@ def by_key(emulator: EmulatorHandle) -> dict[str, list[dict[str, Any]]]:
     for customer in emulator.customers():
         out.setdefault(customer["metadata"].get("crm_id"), []).append(customer)
     return out
+
+
+def outcome_summary(result: Any) -> str:
+    """What a failed assertion should show: the counts and the rows that went wrong."""
+    try:
+        model = result.json["models"][0]
+    except (ValueError, KeyError, IndexError):
+        return result.stdout[-2000:] + result.stderr[-2000:]
+    return repr({k: model[k] for k in ("counts", "rejected", "failed", "error")})[:3000]
 
 
 def assert_stripe_equals_model(emulator: EmulatorHandle, expected: list[dict[str, Any]]) -> None:
@@ -164,7 +173,7 @@ def test_sigkill_mid_first_run_then_rerun_leaves_one_customer_per_key(
 
     emulator.config(latency_ms=[0, 0])
     rerun = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
-    assert rerun.code == 0, rerun.stderr
+    assert rerun.code == 0, outcome_summary(rerun)
     assert_stripe_equals_model(emulator, rows(2000))
     again = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
     assert again.json["models"][0]["counts"]["unchanged"] == 2000
