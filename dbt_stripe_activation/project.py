@@ -30,7 +30,7 @@ class ProjectSettings:
 
     @property
     def resolved_profiles_dir(self) -> Path:
-        """dbt's own order: flag, DBT_PROFILES_DIR, the project dir if it has profiles.yml, ~/.dbt."""
+        """dbt's order: flag, DBT_PROFILES_DIR, the project dir's profiles.yml, ~/.dbt."""
         if self.profiles_dir is not None:
             return self.profiles_dir
         env = os.environ.get("DBT_PROFILES_DIR")
@@ -176,7 +176,7 @@ def select_models(
             f"--exclude {' '.join(exclude)!r}{detail}"
         )
     ids: set[str] = set()
-    for line in result.result or []:
+    for line in result.result if isinstance(result.result, list) else []:
         try:
             ids.add(json.loads(line)["unique_id"])
         except (ValueError, KeyError, TypeError):

@@ -53,7 +53,7 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
+    if hasattr(value, "value") and isinstance(value.value, str):
         return value.value
     return value
 
@@ -149,19 +149,19 @@ def render_results(console: Console, results: Sequence[ModelResult], dry_run: bo
 
 def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
     if r.diff is not None:
-        d = r.diff
+        counts = r.diff
         console.print(
-            f"[bold]{r.model}[/]: {d.total} rows; {d.new} new, {d.changed} changed, "
-            f"{d.retry} to retry, {d.unchanged} unchanged since the last sync, "
-            f"{d.invalid_key} with an invalid key, {d.removed} removed from the model"
+            f"[bold]{r.model}[/]: {counts.total} rows; {counts.new} new, {counts.changed} "
+            f"changed, {counts.retry} to retry, {counts.unchanged} unchanged since the last "
+            f"sync, {counts.invalid_key} with an invalid key, {counts.removed} removed from "
+            "the model"
             + (f"; lookup: {r.lookup}" if r.lookup else "")
         )
     if r.error:
         console.print(f"  [red]error:[/] {redact(r.error)}", markup=True)
     if r.removed_sample:
-        console.print(
-            f"  removed keys are left as they are in Stripe (e.g. {', '.join(r.removed_sample[:5])})"
-        )
+        sample = ", ".join(r.removed_sample[:5])
+        console.print(f"  removed keys are left as they are in Stripe (e.g. {sample})")
     for row in r.problems[:20]:
         console.print(f"  [yellow]{row.action}[/] {row.key!r}: {redact(row.reason or '')}",
                       markup=True, highlight=False)

@@ -74,10 +74,10 @@ def sql(project: DbtProject, query: str) -> list[tuple[Any, ...]]:
             return con.execute(query).fetchall()
     import psycopg2
 
-    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as con:
-        with con.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchall() if cur.description else []
+    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as con, \
+            con.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall() if cur.description else []
 
 
 def by_key(emulator: EmulatorHandle) -> dict[str, list[dict[str, Any]]]:
