@@ -2,19 +2,23 @@
 
 The SQL lives in the dbt package's macros (`macros/`), called through `adapter.dispatch`, so
 every dbt adapter works; this module renders them, runs them and streams the results.
-CONTRACT STUB: the signatures and dataclasses below are fixed; bodies are being written.
+The dataclasses and the methods of `Warehouse` are the contract with the engine.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from . import __version__
+from .dbt_compat import PACKAGE, DbtSession
+from .errors import ConfigError, LockHeldError, ProjectError, WarehouseError
 from .project import DbtModel, Manifest, ProjectSettings
-from .spec import SyncSpec
+from .spec import KeyKind, SyncSpec
 
 
 class DiffStatus(str, Enum):
@@ -89,15 +93,60 @@ class RunRecord:
     status: str = "running"  # running | success | partial | error
 
 
+MACROS_API_VERSION = 1  # what macros/util.sql's macros_api_version() must return
+
+STATE_TABLE = "stripe_sync_state"
+RUNS_TABLE = "stripe_sync_runs"
+ROW_RESULTS_TABLE = "stripe_sync_row_results"
+LOCKS_TABLE = "stripe_sync_locks"
+COUNT_COLUMNS = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
+
+# Rows per INSERT ... VALUES statement and keys per `in (...)` list: few round trips, and
+# well under every driver's limit on bound parameters (state rows have 10 columns).
+_ROWS_PER_STATEMENT = 500
+
+
 class Warehouse:
-    """One open connection set to the warehouse of the user's dbt profile."""
+    """One open connection set to the warehouse of the user's dbt profile.
+
+    Not thread-safe: the engine calls it from one thread. A streamed diff has a connection of
+    its own, so state writes may interleave with its batches (DuckDB drops a pending result
+    when its connection runs another query; PostgreSQL streams from a server-side cursor).
+    """
+
+    def __init__(self, session: DbtSession) -> None:
+        self._session = session
+        self._conn = session.connection("stripe_sync")
+        self._streams: list[Any] = []
+        self._statements: dict[tuple[Any, ...], Any] = {}
+        self._relation_columns: dict[str, list[str]] = {}
+        # Keys the current diff reported as duplicated, per model: their outcomes go to the
+        # row results but never to the state, which holds one row per key. Otherwise the
+        # hash of one duplicate would be stored, and once the duplicates are resolved the
+        # surviving row could look unchanged and never be synced.
+        self._duplicate_keys: dict[str, set[str]] = {}
+        self._bookkeeping_ready = False
+        self._closed = False
 
     @classmethod
     def open(cls, settings: ProjectSettings, manifest: Manifest) -> Warehouse:
-        raise NotImplementedError
+        warehouse = cls(DbtSession.open(settings, manifest.path))
+        try:
+            warehouse._check_package(manifest)
+        except BaseException:
+            warehouse.close()
+            raise
+        return warehouse
 
     def close(self) -> None:
-        raise NotImplementedError
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._streams):
+            self._session.close_connection(conn)
+        self._streams.clear()
+        self._session.close_connection(self._conn)
+        self._session.close()
 
     def __enter__(self) -> Warehouse:
         return self
@@ -107,48 +156,424 @@ class Warehouse:
 
     @property
     def adapter_type(self) -> str:
-        raise NotImplementedError
+        return self._session.adapter_type
+
+    @property
+    def session(self) -> DbtSession:
+        """The dbt session underneath (adapter, config, connections): for tests and tools."""
+        return self._session
 
     def check(self) -> str:
         """Run `select 1`; return a one-line description (adapter, database, schema)."""
-        raise NotImplementedError
+        with self._transaction():
+            self._session.execute(self._conn, "select 1", fetch=True)
+        session = self._session
+        database = f"database '{session.database}', " if session.database else ""
+        return (
+            f"{session.adapter_type} via target '{session.target_name}' of profile "
+            f"'{session.profile_name}': {database}schema '{session.schema}'; sync state in "
+            f"{self.bookkeeping_relation(STATE_TABLE)}"
+        )
+
+    def bookkeeping_relation(self, table: str) -> str:
+        """The rendered relation of one bookkeeping table, e.g. for messages."""
+        return str(self._render("bookkeeping_relation", name=table))
 
     def relation_columns(self, model: DbtModel) -> list[str]:
         """Column names of the built relation; WarehouseError if it does not exist."""
-        raise NotImplementedError
+        with self._transaction():
+            columns = self._session.columns_in_relation(
+                self._conn, model.database, model.schema, model.alias
+            )
+        if not columns:
+            raise WarehouseError(
+                f"The relation for model '{model.name}' ({self._relation_name(model)}) does not "
+                f"exist in {self._session.describe_target()}: run `dbt run --select "
+                f"{model.name}` first."
+            )
+        self._relation_columns[model.unique_id] = columns
+        return columns
+
+    # -- bookkeeping ---------------------------------------------------------------------------
 
     def ensure_bookkeeping(self) -> None:
         """Create the bookkeeping schema and tables if missing (idempotent)."""
-        raise NotImplementedError
+        try:
+            self._create_bookkeeping()
+        except WarehouseError:
+            # Two syncs starting together can race on `create ... if not exists` (PostgreSQL
+            # reports a duplicate catalog entry): the second look finds the tables.
+            self._create_bookkeeping()
+        self._bookkeeping_ready = True
+
+    def _create_bookkeeping(self) -> None:
+        with self._transaction():
+            self._session.call_macro(self._conn, "create_bookkeeping")
+
+    def _ensure(self) -> None:
+        if not self._bookkeeping_ready:
+            self.ensure_bookkeeping()
 
     def acquire_lock(self, model: DbtModel, owner: str, ttl_seconds: int) -> None:
         """Take the model's sync lock or raise LockHeldError naming the holder and expiry."""
-        raise NotImplementedError
+        self._ensure()
+        now = _utc_naive()
+        row = {
+            "model_unique_id": model.unique_id,
+            "owner": owner,
+            "acquired_at": now,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+        }
+        try:
+            with self._transaction():
+                self._execute(self._statement("lock_clear_sql"), [model.unique_id, now, owner])
+                self._insert(LOCKS_TABLE, [row])
+        except WarehouseError as exc:
+            holder = self.lock_holder(model)
+            if holder is None or holder[0] == owner:
+                raise
+            holder_owner, expires_at = holder
+            raise LockHeldError(
+                f"{model.label} is being synced by {holder_owner}: its lock expires at "
+                f"{expires_at:%Y-%m-%d %H:%M:%S} UTC. Wait for that sync to finish; if it "
+                f"died, run again after the lock expires, or delete its row from "
+                f"{self.bookkeeping_relation(LOCKS_TABLE)}.",
+                owner=holder_owner,
+                expires_at=expires_at,
+            ) from exc
+
+    def lock_holder(self, model: DbtModel) -> tuple[str, datetime] | None:
+        """(owner, expires_at in UTC) of the model's lock row, expired or not; None if free."""
+        self._ensure()
+        with self._transaction():
+            rows = self._execute(self._statement("lock_select_sql"), [model.unique_id], True)
+        if not rows:
+            return None
+        owner, expires_at = rows[0]
+        return str(owner), _as_utc(expires_at)
 
     def release_lock(self, model: DbtModel, owner: str) -> None:
-        raise NotImplementedError
+        self._ensure()
+        with self._transaction():
+            self._execute(self._statement("lock_release_sql"), [model.unique_id, owner])
+
+    # -- the diff --------------------------------------------------------------------------------
 
     def diff_counts(self, spec: SyncSpec, full_resync: bool = False) -> DiffCounts:
-        raise NotImplementedError
+        """Counts over the whole model; the same with or without full_resync (`unchanged`
+        counts the rows a full resync re-plans as RESYNC)."""
+        self._ensure()
+        sql = self._render("diff_counts_sql", **self._diff_args(spec))
+        with self._transaction():
+            rows = self._execute(sql, None, True)
+        total, new, changed, unchanged, retry, invalid_key, removed = (
+            int(value or 0) for value in rows[0]
+        )
+        return DiffCounts(
+            total=total,
+            new=new,
+            changed=changed,
+            unchanged=unchanged,
+            retry=retry,
+            removed=removed,
+            invalid_key=invalid_key,
+        )
 
     def stream_diff(
         self, spec: SyncSpec, full_resync: bool = False, batch_size: int = 500
     ) -> Iterator[list[DiffRow]]:
         """Rows needing action, in batches; memory bounded by batch_size."""
-        raise NotImplementedError
+        self._ensure()
+        sql = self._render("diff_select_sql", full_resync=full_resync, **self._diff_args(spec))
+        duplicates = self._duplicate_keys[spec.model.unique_id] = set()
+        conn = self._session.connection("stripe_sync_stream")
+        self._streams.append(conn)
+        width = len(spec.columns)
+        try:
+            for raw_rows in self._session.stream(conn, sql, batch_size):
+                batch = [_diff_row(spec.columns, width, raw) for raw in raw_rows]
+                duplicates.update(
+                    row.key_value
+                    for row in batch
+                    if row.status is DiffStatus.INVALID_KEY and row.key_value is not None
+                )
+                yield batch
+        finally:
+            self._session.close_connection(conn)
+            if conn in self._streams:
+                self._streams.remove(conn)
 
     def removed_keys(self, spec: SyncSpec, limit: int = 20) -> list[str]:
         """A sample of keys in state that are gone from the model."""
-        raise NotImplementedError
+        self._ensure()
+        args = self._diff_args(spec)
+        sql = self._render(
+            "removed_keys_sql",
+            relation_name=args["relation_name"],
+            key_column=args["key_column"],
+            key_is_email=args["key_is_email"],
+            model_unique_id=spec.model.unique_id,
+            limit=int(limit),
+        )
+        with self._transaction():
+            rows = self._execute(sql, None, True)
+        return [str(row[0]) for row in rows]
+
+    # -- results and state -----------------------------------------------------------------------
 
     def record_run(self, run: RunRecord) -> None:
         """Insert or update (by run_id and model) the runs-table row."""
-        raise NotImplementedError
+        self._ensure()
+        counts = run.counts or {}
+        row: dict[str, Any] = {
+            "run_id": run.run_id,
+            "model_unique_id": run.model_unique_id,
+            "command": run.command,
+            "started_at": _utc_naive(run.started_at),
+            "finished_at": _utc_naive(run.finished_at) if run.finished_at else None,
+            "status": run.status,
+            "tool_version": __version__,
+        }
+        for name in COUNT_COLUMNS:
+            row[name] = int(counts[name]) if run.counts is not None and name in counts else None
+        with self._transaction():
+            self._execute(self._statement("run_delete_sql"), [run.run_id, run.model_unique_id])
+            self._insert(RUNS_TABLE, [row])
 
     def write_outcomes(self, run_id: str, spec: SyncSpec, outcomes: Sequence[RowOutcome]) -> None:
         """Upsert state by (model, key) and append row results; one transaction per call."""
-        raise NotImplementedError
+        if not outcomes:
+            return
+        self._ensure()
+        model_id = spec.model.unique_id
+        now = _utc_naive()
+        duplicates = self._duplicate_keys.get(model_id, set())
+        latest: dict[str, RowOutcome] = {}
+        for outcome in outcomes:
+            if outcome.key_value is not None and outcome.key_value not in duplicates:
+                latest[outcome.key_value] = outcome
+        keys = list(latest)
+        keep_values = [key for key, outcome in latest.items() if outcome.synced_values is None]
+        with self._transaction():
+            previous: dict[str, Any] = {}
+            for chunk in _chunks(keep_values):
+                sql = self._statement("state_synced_values_sql", n=len(chunk))
+                previous.update(self._execute(sql, [model_id, *chunk], True))
+            for chunk in _chunks(keys):
+                sql = self._statement("state_delete_keys_sql", n=len(chunk))
+                self._execute(sql, [model_id, *chunk])
+            self._insert(
+                STATE_TABLE,
+                [
+                    {
+                        "model_unique_id": model_id,
+                        "key_value": key,
+                        "stripe_object": spec.object.name,
+                        "stripe_id": outcome.stripe_id,
+                        "row_hash": outcome.row_hash,
+                        "synced_values": (
+                            previous.get(key)
+                            if outcome.synced_values is None
+                            else _to_json(outcome.synced_values)
+                        ),
+                        "last_outcome": outcome.outcome,
+                        "last_error": outcome.error,
+                        "synced_at": now,
+                        "run_id": run_id,
+                    }
+                    for key, outcome in latest.items()
+                ],
+            )
+            self._insert(
+                ROW_RESULTS_TABLE,
+                [
+                    {
+                        "run_id": run_id,
+                        "model_unique_id": model_id,
+                        "key_value": outcome.key_value,
+                        "action": outcome.action,
+                        "outcome": outcome.outcome,
+                        "stripe_id": outcome.stripe_id,
+                        "error": outcome.error,
+                        "recorded_at": now,
+                    }
+                    for outcome in outcomes
+                ],
+            )
 
     def reset_state(self, model: DbtModel) -> int:
         """Delete the model's state rows; return how many."""
-        raise NotImplementedError
+        self._ensure()
+        with self._transaction():
+            rows = self._execute(self._statement("state_count_sql"), [model.unique_id], True)
+            self._execute(self._statement("state_reset_sql"), [model.unique_id])
+        return int(rows[0][0] or 0)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _check_package(self, manifest: Manifest) -> None:
+        """Our macros come from the user's installed dbt package: make sure it is there and
+        speaks the macro interface this Python package calls."""
+        project_dir = self._session.settings.project_dir.resolve()
+        if not self._session.has_macro("macros_api_version"):
+            raise ProjectError(
+                f"The dbt package '{PACKAGE}' is not installed in the dbt project at "
+                f"{project_dir}: its macros are not in {manifest.path}. Add it to "
+                "packages.yml (see the README), run `dbt deps` and `dbt parse`, then run again."
+            )
+        found = int(self._render("macros_api_version"))
+        if found != MACROS_API_VERSION:
+            raise ProjectError(
+                f"The installed dbt package '{PACKAGE}' (macro interface v{found}) does not match "
+                f"dbt-stripe-activation {__version__} (v{MACROS_API_VERSION}). Install the same "
+                "version of both: update packages.yml, run `dbt deps` and `dbt parse`."
+            )
+
+    def _render(self, macro: str, /, **kwargs: Any) -> Any:
+        return self._session.call_macro(self._conn, macro, **kwargs)
+
+    def _statement(self, macro: str, /, **kwargs: Any) -> str:
+        """A bound statement's SQL, rendered once per shape (macro, table, row count)."""
+        key = (macro, *sorted(kwargs.items()))
+        if key not in self._statements:
+            self._statements[key] = str(self._render(macro, **kwargs))
+        return str(self._statements[key])
+
+    def _execute(
+        self, sql: str, bindings: Sequence[Any] | None = None, fetch: bool = False
+    ) -> list[tuple[Any, ...]]:
+        return self._session.execute(self._conn, sql, bindings, fetch)
+
+    def _transaction(self) -> Any:
+        return self._session.transaction(self._conn)
+
+    def _table_columns(self, table: str) -> list[str]:
+        key = ("bookkeeping_columns", table)
+        if key not in self._statements:
+            self._statements[key] = list(self._render("bookkeeping_columns", name=table))
+        return list(self._statements[key])
+
+    def _insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        columns = self._table_columns(table)
+        for chunk in _chunks(list(rows)):
+            bindings = [row.get(column) for row in chunk for column in columns]
+            self._execute(self._statement("insert_rows_sql", name=table, n=len(chunk)), bindings)
+
+    def _relation_name(self, model: DbtModel) -> str:
+        if model.relation_name:
+            return model.relation_name
+        return self._session.render_relation(model.database, model.schema, model.alias)
+
+    def _diff_args(self, spec: SyncSpec) -> dict[str, Any]:
+        columns = self._resolve_columns(spec)
+        return {
+            "relation_name": self._relation_name(spec.model),
+            "columns": columns,
+            "key_column": columns[0],
+            "key_is_email": spec.key.kind is KeyKind.EMAIL,
+            "model_unique_id": spec.model.unique_id,
+            "fingerprint": spec.fingerprint,
+        }
+
+    def _resolve_columns(self, spec: SyncSpec) -> list[str]:
+        """spec.columns as the relation spells them: exact, else the one case-insensitive
+        match (an unquoted `Email` in the block finds PostgreSQL's `email`)."""
+        model = spec.model
+        if not model.relation_name and model.unique_id not in self._relation_columns:
+            raise ConfigError(
+                f"{model.label} has no relation (is it ephemeral?): a synced model must be "
+                "materialized as a table, view or incremental model."
+            )
+        actual = self._relation_columns.get(model.unique_id) or self.relation_columns(model)
+        by_lower: dict[str, list[str]] = {}
+        for name in actual:
+            by_lower.setdefault(name.lower(), []).append(name)
+        resolved = []
+        for wanted in spec.columns:
+            if wanted in actual:
+                resolved.append(wanted)
+            elif len(by_lower.get(wanted.lower(), [])) == 1:
+                resolved.append(by_lower[wanted.lower()][0])
+            else:
+                raise ConfigError(
+                    f"{model.label}: column '{wanted}' ({_setting_of(spec, wanted)}) is not in "
+                    f"{self._relation_name(model)}; add it to the model's select or fix the "
+                    "stripe_activation block, then `dbt run` the model."
+                )
+        return resolved
+
+
+def _setting_of(spec: SyncSpec, column: str) -> str:
+    if column == spec.key.column:
+        return "stripe_activation.key.column"
+    paths = [m.path for m in spec.fields if m.column == column]
+    return f"stripe_activation.fields.{paths[0]}" if paths else "stripe_activation"
+
+
+def _diff_row(columns: Sequence[str], width: int, raw: Sequence[Any]) -> DiffRow:
+    """One row of diff_select_sql (by position: the columns, then the fixed tail)."""
+    (
+        key,
+        row_hash,
+        duplicate_count,
+        status,
+        state_key,
+        stripe_id,
+        state_hash,
+        synced,
+        outcome,
+        error,
+    ) = raw[width : width + 10]
+    previous = None
+    if state_key is not None:
+        previous = StateRecord(
+            stripe_id=stripe_id,
+            row_hash=state_hash or "",
+            synced_values=_from_json(synced),
+            outcome=outcome or "",
+            error=error,
+        )
+    kind = DiffStatus.RESYNC if status == "unchanged" else DiffStatus(status)
+    return DiffRow(
+        key_value=key,
+        values=dict(zip(columns, raw[:width], strict=True)),
+        row_hash=str(row_hash),
+        status=kind,
+        previous=previous,
+        duplicate_count=int(duplicate_count),
+    )
+
+
+def _to_json(values: Mapping[str, Any]) -> str:
+    return json.dumps(dict(values), sort_keys=True, default=str)
+
+
+def _from_json(text: Any) -> Mapping[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _chunks(items: list[Any], size: int = _ROWS_PER_STATEMENT) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _utc_naive(moment: datetime | None = None) -> datetime:
+    """Timestamps are stored as UTC without a zone: portable across every adapter's type."""
+    moment = moment or datetime.now(timezone.utc)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

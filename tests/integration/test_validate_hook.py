@@ -11,7 +11,7 @@ import pytest
 from tests.integration.warehouse_fixtures import (
     PROJECT_NAME,
     BuiltProject,
-    project,  # noqa: F401 - fixture
+    project_fixture,  # noqa: F401 - the `project` fixture
 )
 
 

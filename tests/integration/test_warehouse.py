@@ -12,12 +12,14 @@ import sys
 from dataclasses import replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dbt_stripe_activation import __version__, dbt_compat
 from dbt_stripe_activation.errors import LockHeldError, ProjectError, WarehouseError
+from dbt_stripe_activation.project import load_manifest
 from dbt_stripe_activation.spec import FieldMapping, SyncSpec
 from dbt_stripe_activation.warehouse import (
     DiffCounts,
@@ -31,26 +33,62 @@ from tests.integration.warehouse_fixtures import (
     BuiltProject,
     copy_model,
     customer_spec,
-    project,  # noqa: F401 - fixture
+    project_fixture,  # noqa: F401 - the `project` fixture
     run_sql,
-    warehouse,  # noqa: F401 - fixture
+    warehouse_fixture,  # noqa: F401 - the `warehouse` fixture
 )
 
 SEED = {
-    "c1": {"customer_id": "c1", "email": "amy@example.com", "full_name": "Amy Adams",
-           "phone": "+14155550101", "city": "San Francisco", "plan": "pro", "seats": 3,
-           "signed_up_on": date(2024, 1, 15)},
-    "c2": {"customer_id": "c2", "email": "bob@example.com", "full_name": "Bob Brown",
-           "phone": None, "city": "Paris", "plan": "starter", "seats": 1,
-           "signed_up_on": date(2024, 2, 1)},
-    "c3": {"customer_id": "c3", "email": "carla@example.com", "full_name": "Carla Cruz",
-           "phone": None, "city": None, "plan": "pro", "seats": 2, "signed_up_on": None},
-    "c4": {"customer_id": "c4", "email": "Dan@Example.com", "full_name": "Dan Diaz",
-           "phone": "+442071234567", "city": "London", "plan": "enterprise", "seats": 10,
-           "signed_up_on": date(2024, 4, 22)},
-    "c5": {"customer_id": "c5", "email": "eve@example.com", "full_name": 'Eve "The" O\'Brien',
-           "phone": None, "city": "Berlin", "plan": None, "seats": 0,
-           "signed_up_on": date(2024, 5, 5)},
+    "c1": {
+        "customer_id": "c1",
+        "email": "amy@example.com",
+        "full_name": "Amy Adams",
+        "phone": "+14155550101",
+        "city": "San Francisco",
+        "plan": "pro",
+        "seats": 3,
+        "signed_up_on": date(2024, 1, 15),
+    },
+    "c2": {
+        "customer_id": "c2",
+        "email": "bob@example.com",
+        "full_name": "Bob Brown",
+        "phone": None,
+        "city": "Paris",
+        "plan": "starter",
+        "seats": 1,
+        "signed_up_on": date(2024, 2, 1),
+    },
+    "c3": {
+        "customer_id": "c3",
+        "email": "carla@example.com",
+        "full_name": "Carla Cruz",
+        "phone": None,
+        "city": None,
+        "plan": "pro",
+        "seats": 2,
+        "signed_up_on": None,
+    },
+    "c4": {
+        "customer_id": "c4",
+        "email": "Dan@Example.com",
+        "full_name": "Dan Diaz",
+        "phone": "+442071234567",
+        "city": "London",
+        "plan": "enterprise",
+        "seats": 10,
+        "signed_up_on": date(2024, 4, 22),
+    },
+    "c5": {
+        "customer_id": "c5",
+        "email": "eve@example.com",
+        "full_name": 'Eve "The" O\'Brien',
+        "phone": None,
+        "city": "Berlin",
+        "plan": None,
+        "seats": 0,
+        "signed_up_on": date(2024, 5, 5),
+    },
 }
 
 
@@ -80,8 +118,11 @@ def diff(wh: Warehouse, spec: SyncSpec, full_resync: bool = False) -> dict[str |
 
 def created(row: DiffRow, synced: dict[str, Any] | None = None) -> RowOutcome:
     return RowOutcome(
-        key_value=row.key_value, action="create", outcome="created",
-        stripe_id=f"cus_{row.key_value}", row_hash=row.row_hash,
+        key_value=row.key_value,
+        action="create",
+        outcome="created",
+        stripe_id=f"cus_{row.key_value}",
+        row_hash=row.row_hash,
         synced_values=synced if synced is not None else {"email": row.values.get("email")},
         error=None,
     )
@@ -96,9 +137,14 @@ def sync_all(wh: Warehouse, spec: SyncSpec, run_id: str = "run1") -> None:
 
 
 def test_check_names_adapter_target_and_schema(warehouse: Warehouse, project: BuiltProject):
-    detail = warehouse.check()
-    assert detail.startswith(f"{project.target} (target '{project.target}' ({project.target})")
-    assert f"schema '{project.schema}'" in detail
+    database = "warehouse" if project.target == "duckdb" else "test"
+    state = warehouse.session.render_relation(
+        database, f"{project.schema}_stripe_activation", "stripe_sync_state"
+    )
+    assert warehouse.check() == (
+        f"{project.target} via target '{project.target}' of profile 'warehouse_fixtures': "
+        f"database '{database}', schema '{project.schema}'; sync state in {state}"
+    )
     assert warehouse.adapter_type == project.target
 
 
@@ -119,14 +165,43 @@ def test_relation_columns_and_missing_relation(warehouse: Warehouse, project: Bu
 
 
 BOOKKEEPING = {
-    "stripe_sync_state": ["model_unique_id", "key_value", "stripe_object", "stripe_id",
-                          "row_hash", "synced_values", "last_outcome", "last_error",
-                          "synced_at", "run_id"],
-    "stripe_sync_runs": ["run_id", "model_unique_id", "command", "started_at", "finished_at",
-                         "created", "updated", "unchanged", "rejected", "not_found", "failed",
-                         "status", "tool_version"],
-    "stripe_sync_row_results": ["run_id", "model_unique_id", "key_value", "action", "outcome",
-                                "stripe_id", "error", "recorded_at"],
+    "stripe_sync_state": [
+        "model_unique_id",
+        "key_value",
+        "stripe_object",
+        "stripe_id",
+        "row_hash",
+        "synced_values",
+        "last_outcome",
+        "last_error",
+        "synced_at",
+        "run_id",
+    ],
+    "stripe_sync_runs": [
+        "run_id",
+        "model_unique_id",
+        "command",
+        "started_at",
+        "finished_at",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "not_found",
+        "failed",
+        "status",
+        "tool_version",
+    ],
+    "stripe_sync_row_results": [
+        "run_id",
+        "model_unique_id",
+        "key_value",
+        "action",
+        "outcome",
+        "stripe_id",
+        "error",
+        "recorded_at",
+    ],
     "stripe_sync_locks": ["model_unique_id", "owner", "acquired_at", "expires_at"],
 }
 
@@ -134,8 +209,10 @@ BOOKKEEPING = {
 def bookkeeping_columns(wh: Warehouse, schema: str, database: str | None) -> dict[str, list]:
     conn = wh.session.connection("inspect")
     try:
-        return {table: wh.session.columns_in_relation(conn, database, schema, table)
-                for table in BOOKKEEPING}
+        return {
+            table: wh.session.columns_in_relation(conn, database, schema, table)
+            for table in BOOKKEEPING
+        }
     finally:
         wh.session.close_connection(conn)
 
@@ -149,7 +226,8 @@ def test_bookkeeping_tables_are_created_once_and_kept(project: BuiltProject):
         wh.ensure_bookkeeping()
         assert bookkeeping_columns(wh, schema, database) == BOOKKEEPING
         assert wh.bookkeeping_relation("stripe_sync_state") == wh.session.render_relation(
-            database, schema, "stripe_sync_state")
+            database, schema, "stripe_sync_state"
+        )
         spec = customer_spec(model)
         sync_all(wh, spec)
         wh.ensure_bookkeeping()
@@ -162,8 +240,9 @@ def test_bookkeeping_tables_are_created_once_and_kept(project: BuiltProject):
 # -- the diff ---------------------------------------------------------------------------------
 
 
-def test_empty_state_diff_is_all_new_with_hashes_and_python_values(warehouse: Warehouse,
-                                                                  project: BuiltProject):
+def test_empty_state_diff_is_all_new_with_hashes_and_python_values(
+    warehouse: Warehouse, project: BuiltProject
+):
     spec = customer_spec(copy_model(warehouse, project.model("customers")))
     rows = diff(warehouse, spec)
     assert sorted(rows) == ["c1", "c2", "c3", "c4", "c5"]
@@ -175,15 +254,17 @@ def test_empty_state_diff_is_all_new_with_hashes_and_python_values(warehouse: Wa
         assert row.row_hash == expected_hash(spec, SEED[key])
     assert isinstance(rows["c1"].values["signed_up_on"], date)
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=5, new=5, changed=0, unchanged=0, retry=0, removed=0, invalid_key=0)
+        total=5, new=5, changed=0, unchanged=0, retry=0, removed=0, invalid_key=0
+    )
 
 
 def test_changed_mapping_changes_every_hash(warehouse: Warehouse, project: BuiltProject):
     model = copy_model(warehouse, project.model("customers"))
     spec = customer_spec(model)
     sync_all(warehouse, spec)
-    remapped = customer_spec(model, fields=(FieldMapping("email", "email"),
-                                            FieldMapping("description", "full_name")))
+    remapped = customer_spec(
+        model, fields=(FieldMapping("email", "email"), FieldMapping("description", "full_name"))
+    )
     rows = diff(warehouse, remapped)
     assert {row.status for row in rows.values()} == {DiffStatus.CHANGED}
     assert len(rows) == 5
@@ -194,18 +275,25 @@ def test_written_outcomes_leave_nothing_to_diff(warehouse: Warehouse, project: B
     sync_all(warehouse, spec)
     assert diff(warehouse, spec) == {}
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=5, new=0, changed=0, unchanged=5, retry=0, removed=0, invalid_key=0)
+        total=5, new=0, changed=0, unchanged=5, retry=0, removed=0, invalid_key=0
+    )
 
 
-def test_changed_row_comes_back_alone_with_its_state(warehouse: Warehouse,
-                                                     project: BuiltProject):
+def test_changed_row_comes_back_alone_with_its_state(warehouse: Warehouse, project: BuiltProject):
     model = copy_model(warehouse, project.model("customers"))
     spec = customer_spec(model)
     first = diff(warehouse, spec)
-    synced = {"address.city": "Paris", "email": "bob@example.com", "metadata.seats": Decimal(1),
-              "metadata.signed_up_on": date(2024, 2, 1)}
-    warehouse.write_outcomes("run1", spec, [
-        created(first["c2"], synced), *[created(r) for k, r in first.items() if k != "c2"]])
+    synced = {
+        "address.city": "Paris",
+        "email": "bob@example.com",
+        "metadata.seats": Decimal(1),
+        "metadata.signed_up_on": date(2024, 2, 1),
+    }
+    warehouse.write_outcomes(
+        "run1",
+        spec,
+        [created(first["c2"], synced), *[created(r) for k, r in first.items() if k != "c2"]],
+    )
     run_sql(warehouse, f"update {model.relation_name} set city = 'Lyon' where customer_id = 'c2'")
 
     rows = diff(warehouse, spec)
@@ -220,20 +308,37 @@ def test_changed_row_comes_back_alone_with_its_state(warehouse: Warehouse,
     assert row.previous.outcome == "created"
     # stored as JSON text (sorted keys, non-JSON values as strings)
     assert dict(row.previous.synced_values) == {
-        "address.city": "Paris", "email": "bob@example.com", "metadata.seats": "1",
-        "metadata.signed_up_on": "2024-02-01"}
+        "address.city": "Paris",
+        "email": "bob@example.com",
+        "metadata.seats": "1",
+        "metadata.signed_up_on": "2024-02-01",
+    }
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=5, new=0, changed=1, unchanged=4, retry=0, removed=0, invalid_key=0)
+        total=5, new=0, changed=1, unchanged=4, retry=0, removed=0, invalid_key=0
+    )
 
 
-def test_failed_outcome_is_retried_and_keeps_synced_values(warehouse: Warehouse,
-                                                           project: BuiltProject):
+def test_failed_outcome_is_retried_and_keeps_synced_values(
+    warehouse: Warehouse, project: BuiltProject
+):
     spec = customer_spec(copy_model(warehouse, project.model("customers")))
     sync_all(warehouse, spec)
     previous = diff(warehouse, spec, full_resync=True)["c3"]
-    warehouse.write_outcomes("run2", spec, [RowOutcome(
-        key_value="c3", action="update", outcome="failed", stripe_id="cus_c3",
-        row_hash=previous.row_hash, synced_values=None, error="Stripe: 500 api_error")])
+    warehouse.write_outcomes(
+        "run2",
+        spec,
+        [
+            RowOutcome(
+                key_value="c3",
+                action="update",
+                outcome="failed",
+                stripe_id="cus_c3",
+                row_hash=previous.row_hash,
+                synced_values=None,
+                error="Stripe: 500 api_error",
+            )
+        ],
+    )
 
     rows = diff(warehouse, spec)
     assert list(rows) == ["c3"]
@@ -252,13 +357,15 @@ def test_failed_outcome_is_retried_and_keeps_synced_values(warehouse: Warehouse,
 def test_null_empty_and_duplicate_keys_are_invalid(warehouse: Warehouse, project: BuiltProject):
     # email key: c2 becomes Amy's email in another case and padded, c3's is blank, c5 null
     model = copy_model(
-        warehouse, project.model("customers"),
+        warehouse,
+        project.model("customers"),
         "update {t} set email = ' AMY@example.com ' where customer_id = 'c2'",
         "update {t} set email = '   ' where customer_id = 'c3'",
         "update {t} set email = null where customer_id = 'c5'",
     )
-    spec = customer_spec(model, key_column="email", key_field="email",
-                         fields=(FieldMapping("name", "full_name"),))
+    spec = customer_spec(
+        model, key_column="email", key_field="email", fields=(FieldMapping("name", "full_name"),)
+    )
     rows = [row for batch in warehouse.stream_diff(spec) for row in batch]
     by_id = {row.values["full_name"]: row for row in rows}
     assert len(rows) == 5
@@ -273,21 +380,28 @@ def test_null_empty_and_duplicate_keys_are_invalid(warehouse: Warehouse, project
     assert by_id["Dan Diaz"].status is DiffStatus.NEW
     assert by_id["Dan Diaz"].key_value == "dan@example.com"  # normalized as the sync compares
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=5, new=1, changed=0, unchanged=0, retry=0, removed=0, invalid_key=4)
+        total=5, new=1, changed=0, unchanged=0, retry=0, removed=0, invalid_key=4
+    )
 
     # Rejections of a duplicated key are recorded as row results but not as state, so the
     # row left once the duplicate is fixed is synced, not taken for unchanged.
-    warehouse.write_outcomes("run1", spec, [
-        RowOutcome(row.key_value, "rejected", "rejected", None, row.row_hash, None, "dup")
-        for row in rows])
+    warehouse.write_outcomes(
+        "run1",
+        spec,
+        [
+            RowOutcome(row.key_value, "rejected", "rejected", None, row.row_hash, None, "dup")
+            for row in rows
+        ],
+    )
     run_sql(warehouse, f"delete from {model.relation_name} where customer_id = 'c2'")
     fixed = [row for batch in warehouse.stream_diff(spec) for row in batch]
-    assert [row.status for row in fixed if row.key_value == "amy@example.com"] == [
-        DiffStatus.NEW]
+    assert [row.status for row in fixed if row.key_value == "amy@example.com"] == [DiffStatus.NEW]
     results = run_sql(
         warehouse,
         f"select count(*) from {warehouse.bookkeeping_relation('stripe_sync_row_results')} "
-        f"where model_unique_id = '{model.unique_id}'", fetch=True)
+        f"where model_unique_id = '{model.unique_id}'",
+        fetch=True,
+    )
     assert results == [(5,)]
 
 
@@ -298,11 +412,16 @@ def test_full_resync_returns_every_row(warehouse: Warehouse, project: BuiltProje
     run_sql(warehouse, f"update {model.relation_name} set plan = 'team' where customer_id = 'c4'")
     rows = diff(warehouse, spec, full_resync=True)
     assert {key: row.status for key, row in rows.items()} == {
-        "c1": DiffStatus.RESYNC, "c2": DiffStatus.RESYNC, "c3": DiffStatus.RESYNC,
-        "c4": DiffStatus.CHANGED, "c5": DiffStatus.RESYNC}
+        "c1": DiffStatus.RESYNC,
+        "c2": DiffStatus.RESYNC,
+        "c3": DiffStatus.RESYNC,
+        "c4": DiffStatus.CHANGED,
+        "c5": DiffStatus.RESYNC,
+    }
     assert all(row.previous and row.previous.stripe_id == f"cus_{k}" for k, row in rows.items())
     assert warehouse.diff_counts(spec, full_resync=True) == DiffCounts(
-        total=5, new=0, changed=1, unchanged=4, retry=0, removed=0, invalid_key=0)
+        total=5, new=0, changed=1, unchanged=4, retry=0, removed=0, invalid_key=0
+    )
 
 
 def test_removed_keys_are_counted_and_sampled(warehouse: Warehouse, project: BuiltProject):
@@ -311,7 +430,8 @@ def test_removed_keys_are_counted_and_sampled(warehouse: Warehouse, project: Bui
     sync_all(warehouse, spec)
     run_sql(warehouse, f"delete from {model.relation_name} where customer_id in ('c4', 'c2')")
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=3, new=0, changed=0, unchanged=3, retry=0, removed=2, invalid_key=0)
+        total=3, new=0, changed=0, unchanged=3, retry=0, removed=2, invalid_key=0
+    )
     assert warehouse.removed_keys(spec) == ["c2", "c4"]
     assert warehouse.removed_keys(spec, limit=1) == ["c2"]
     assert diff(warehouse, spec) == {}
@@ -328,26 +448,39 @@ def test_reset_state_clears_one_model(warehouse: Warehouse, project: BuiltProjec
     assert warehouse.diff_counts(other).unchanged == 5
 
 
-def test_odd_identifiers_and_values_are_quoted_and_bound(warehouse: Warehouse,
-                                                        project: BuiltProject):
+def test_odd_identifiers_and_values_are_quoted_and_bound(
+    warehouse: Warehouse, project: BuiltProject
+):
     """Columns with spaces, quotes and mixed case; a block naming `city` finds `CITY`; key
     values with quotes and % travel as bound values."""
     model = copy_model(
-        warehouse, project.model("odd_names"),
+        warehouse,
+        project.model("odd_names"),
         "update {t} set \"Customer ID\" = 'o''brien %s %%' where \"Customer ID\" = 'c5'",
     )
-    spec = customer_spec(model, key_column="Customer ID", fields=(
-        FieldMapping("email", 'E-Mail "Work"'), FieldMapping("name", "Full Name"),
-        FieldMapping("address.city", "city")))
+    spec = customer_spec(
+        model,
+        key_column="Customer ID",
+        fields=(
+            FieldMapping("email", 'E-Mail "Work"'),
+            FieldMapping("name", "Full Name"),
+            FieldMapping("address.city", "city"),
+        ),
+    )
     rows = diff(warehouse, spec)
     assert sorted(rows, key=str) == ["c1", "c2", "c3", "c4", "o'brien %s %%"]
     odd = rows["o'brien %s %%"]
-    assert dict(odd.values) == {"Customer ID": "o'brien %s %%", 'E-Mail "Work"': "eve@example.com",
-                                "Full Name": 'Eve "The" O\'Brien', "city": "Berlin"}
+    assert dict(odd.values) == {
+        "Customer ID": "o'brien %s %%",
+        'E-Mail "Work"': "eve@example.com",
+        "Full Name": 'Eve "The" O\'Brien',
+        "city": "Berlin",
+    }
     sync_all(warehouse, spec)
     assert diff(warehouse, spec) == {}
     assert diff(warehouse, spec, full_resync=True)["o'brien %s %%"].previous.stripe_id == (
-        "cus_o'brien %s %%")
+        "cus_o'brien %s %%"
+    )
 
 
 # -- runs, locks --------------------------------------------------------------------------------
@@ -357,16 +490,47 @@ def test_record_run_inserts_then_updates_one_row(warehouse: Warehouse, project: 
     model = copy_model(warehouse, project.model("customers"))
     started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     warehouse.record_run(RunRecord("run-x", model.unique_id, "sync", started))
-    warehouse.record_run(RunRecord(
-        "run-x", model.unique_id, "sync", started, finished_at=started.replace(minute=5),
-        counts={"created": 3, "updated": 1, "unchanged": 0, "rejected": 1, "not_found": 0,
-                "failed": 0, "skipped": 9}, status="partial"))
-    rows = run_sql(warehouse, (
-        "select command, started_at, finished_at, created, updated, rejected, failed, status, "
-        f"tool_version from {warehouse.bookkeeping_relation('stripe_sync_runs')} "
-        f"where run_id = 'run-x' and model_unique_id = '{model.unique_id}'"), fetch=True)
-    assert rows == [("sync", datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 5, 5),
-                     3, 1, 1, 0, "partial", __version__)]
+    warehouse.record_run(
+        RunRecord(
+            "run-x",
+            model.unique_id,
+            "sync",
+            started,
+            finished_at=started.replace(minute=5),
+            counts={
+                "created": 3,
+                "updated": 1,
+                "unchanged": 0,
+                "rejected": 1,
+                "not_found": 0,
+                "failed": 0,
+                "skipped": 9,
+            },
+            status="partial",
+        )
+    )
+    rows = run_sql(
+        warehouse,
+        (
+            "select command, started_at, finished_at, created, updated, rejected, failed, status, "
+            f"tool_version from {warehouse.bookkeeping_relation('stripe_sync_runs')} "
+            f"where run_id = 'run-x' and model_unique_id = '{model.unique_id}'"
+        ),
+        fetch=True,
+    )
+    assert rows == [
+        (
+            "sync",
+            datetime(2026, 1, 2, 3, 4, 5),
+            datetime(2026, 1, 2, 3, 5, 5),
+            3,
+            1,
+            1,
+            0,
+            "partial",
+            __version__,
+        )
+    ]
 
 
 def test_lock_acquire_conflict_expiry_release(warehouse: Warehouse, project: BuiltProject):
@@ -381,7 +545,8 @@ def test_lock_acquire_conflict_expiry_release(warehouse: Warehouse, project: Bui
     assert isinstance(held.expires_at, datetime) and held.expires_at.tzinfo is timezone.utc
     assert str(held).startswith(
         f"{model.label} is being synced by host-a:1: its lock expires at "
-        f"{held.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
+        f"{held.expires_at:%Y-%m-%d %H:%M:%S} UTC."
+    )
     assert warehouse.bookkeeping_relation("stripe_sync_locks") in str(held)
 
     with project.open() as other_sync:  # another Warehouse, its own connections
@@ -403,11 +568,13 @@ def test_lock_acquire_conflict_expiry_release(warehouse: Warehouse, project: Bui
 # -- streaming --------------------------------------------------------------------------------
 
 
-def test_streams_10000_rows_in_batches_interleaved_with_writes(warehouse: Warehouse,
-                                                                project: BuiltProject):
+def test_streams_10000_rows_in_batches_interleaved_with_writes(
+    warehouse: Warehouse, project: BuiltProject
+):
     model = copy_model(warehouse, project.model("big_customers"))
-    spec = customer_spec(model, fields=(FieldMapping("email", "email"),
-                                        FieldMapping("name", "full_name")))
+    spec = customer_spec(
+        model, fields=(FieldMapping("email", "email"), FieldMapping("name", "full_name"))
+    )
     assert warehouse.diff_counts(spec).new == 10_000
     batches = warehouse.stream_diff(spec, batch_size=1000)
     assert inspect.isgenerator(batches)
@@ -417,20 +584,32 @@ def test_streams_10000_rows_in_batches_interleaved_with_writes(warehouse: Wareho
         sizes.append(len(batch))
         if index == 0 and project.target == "postgres":
             # a server-side cursor, read 1000 rows at a time
-            active = run_sql(warehouse, (
-                "select count(*) from pg_stat_activity where query like "
-                "'FETCH FORWARD 1000 FROM \"stripe_sync_%' and state = 'idle in transaction'"),
-                fetch=True)
+            active = run_sql(
+                warehouse,
+                (
+                    "select count(*) from pg_stat_activity where query like "
+                    "'FETCH FORWARD 1000 FROM \"stripe_sync_%' and state = 'idle in transaction'"
+                ),
+                fetch=True,
+            )
             assert active[0][0] >= 1
         # state writes and run records between batches, on the same Warehouse
         warehouse.write_outcomes("run1", spec, [created(row) for row in batch])
-        warehouse.record_run(RunRecord("run1", model.unique_id, "sync",
-                                       datetime.now(timezone.utc), counts={"created": len(seen)}))
+        warehouse.record_run(
+            RunRecord(
+                "run1",
+                model.unique_id,
+                "sync",
+                datetime.now(timezone.utc),
+                counts={"created": len(seen)},
+            )
+        )
         seen.update(str(row.key_value) for row in batch)
     assert sizes == [1000] * 10
     assert len(seen) == 10_000
     assert warehouse.diff_counts(spec) == DiffCounts(
-        total=10_000, new=0, changed=0, unchanged=10_000, retry=0, removed=0, invalid_key=0)
+        total=10_000, new=0, changed=0, unchanged=10_000, retry=0, removed=0, invalid_key=0
+    )
 
 
 def test_abandoned_stream_is_closed(warehouse: Warehouse, project: BuiltProject):
@@ -463,19 +642,29 @@ def test_unreachable_warehouse_names_target_and_fix(project: BuiltProject):
     message = str(err.value)
     assert message.startswith(
         "Cannot connect to the duckdb warehouse of target 'unreachable' (duckdb), profile "
-        "'warehouse_fixtures': ")
+        "'warehouse_fixtures': "
+    )
     assert message.endswith(
         f"Check the 'unreachable' output in {project.root / 'profiles.yml'}, then run "
-        "`dbt debug --target unreachable`.")
+        "`dbt debug --target unreachable`."
+    )
 
 
 def test_duckdb_file_held_by_another_process(project: BuiltProject):
     if project.target != "duckdb":
         pytest.skip("DuckDB's one-writer file lock")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-         "print('ready', flush=True); sys.stdin.read()", str(project.duckdb_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+            "print('ready', flush=True); sys.stdin.read()",
+            str(project.duckdb_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         with pytest.raises(WarehouseError) as err, project.open() as wh:
@@ -483,6 +672,46 @@ def test_duckdb_file_held_by_another_process(project: BuiltProject):
         assert "DuckDB lets one process write a database file at a time" in str(err.value)
     finally:
         holder.communicate("", timeout=30)
+
+
+def _manifest_copy(project: BuiltProject, tmp_path: Path, change: Any) -> Path:
+    """A copy of the project's manifest, changed by `change(raw)`, in a target dir of its own."""
+    raw = json.loads((project.root / "target" / "manifest.json").read_text())
+    change(raw)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "manifest.json").write_text(json.dumps(raw))
+    return target
+
+
+def test_missing_dbt_package_is_a_project_error(project: BuiltProject, tmp_path: Path):
+    def drop_package(raw: dict[str, Any]) -> None:
+        raw["macros"] = {
+            k: v for k, v in raw["macros"].items() if v["package_name"] != "stripe_activation"
+        }
+
+    target = _manifest_copy(project, tmp_path, drop_package)
+    settings = project.settings(target_path=target)
+    with pytest.raises(ProjectError) as err:
+        Warehouse.open(settings, load_manifest(settings))
+    assert str(err.value) == (
+        f"The dbt package 'stripe_activation' is not installed in the dbt project at "
+        f"{project.root}: its macros are not in {target / 'manifest.json'}. Add it to "
+        "packages.yml (see the README), run `dbt deps` and `dbt parse`, then run again."
+    )
+
+
+def test_other_version_of_the_dbt_package_is_a_project_error(project: BuiltProject, tmp_path: Path):
+    def bump(raw: dict[str, Any]) -> None:
+        macro = raw["macros"]["macro.stripe_activation.macros_api_version"]
+        macro["macro_sql"] = macro["macro_sql"].replace("return(1)", "return(99)")
+
+    target = _manifest_copy(project, tmp_path, bump)
+    settings = project.settings(target_path=target)
+    with pytest.raises(ProjectError) as err:
+        Warehouse.open(settings, load_manifest(settings))
+    assert "(macro interface v99) does not match" in str(err.value)
+    assert "run `dbt deps` and `dbt parse`" in str(err.value)
 
 
 def test_dbt_version_gate():
@@ -509,7 +738,12 @@ def test_synced_values_json_is_sorted_text(warehouse: Warehouse, project: BuiltP
     spec = customer_spec(copy_model(warehouse, project.model("customers")))
     row = diff(warehouse, spec)["c1"]
     warehouse.write_outcomes("run1", spec, [created(row, {"z": 1, "a": date(2024, 1, 15)})])
-    stored = run_sql(warehouse, (
-        f"select synced_values from {warehouse.bookkeeping_relation('stripe_sync_state')} "
-        f"where model_unique_id = '{spec.model.unique_id}'"), fetch=True)
+    stored = run_sql(
+        warehouse,
+        (
+            f"select synced_values from {warehouse.bookkeeping_relation('stripe_sync_state')} "
+            f"where model_unique_id = '{spec.model.unique_id}'"
+        ),
+        fetch=True,
+    )
     assert stored == [(json.dumps({"a": "2024-01-15", "z": 1}),)]

@@ -79,9 +79,22 @@ class BuiltProject:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
         env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
         proc = subprocess.run(
-            [str(BIN / "dbt"), *args, "--target", self.target, "--profiles-dir", str(self.root),
-             "--project-dir", str(self.root)],
-            cwd=self.root, env=env, capture_output=True, text=True, timeout=300, check=False,
+            [
+                str(BIN / "dbt"),
+                *args,
+                "--target",
+                self.target,
+                "--profiles-dir",
+                str(self.root),
+                "--project-dir",
+                str(self.root),
+            ],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -93,9 +106,15 @@ class BuiltProject:
     def open(self, **overrides: Any) -> Warehouse:
         return Warehouse.open(self.settings(**overrides), self.manifest())
 
+
 SEED_COLUMN_TYPES = {
-    "customer_id": "varchar(20)", "email": "varchar(100)", "full_name": "varchar(100)",
-    "phone": "varchar(20)", "city": "varchar(50)", "plan": "varchar(20)", "seats": "integer",
+    "customer_id": "varchar(20)",
+    "email": "varchar(100)",
+    "full_name": "varchar(100)",
+    "phone": "varchar(20)",
+    "city": "varchar(50)",
+    "plan": "varchar(20)",
+    "seats": "integer",
     "signed_up_on": "date",
 }
 
@@ -156,31 +175,45 @@ from {{ ref('crm_customers') }}
 CRM_KEY = {"column": "customer_id", "field": "metadata.crm_id"}
 SYNC_BLOCKS: dict[str, Any] = {
     "customers": {
-        "object": "customer", "behavior": "update_or_create", "key": CRM_KEY,
+        "object": "customer",
+        "behavior": "update_or_create",
+        "key": CRM_KEY,
         "fields": {
-            "email": "email", "name": "full_name", "phone": "phone", "address.city": "city",
-            "metadata.plan": "plan", "metadata.seats": "seats",
+            "email": "email",
+            "name": "full_name",
+            "phone": "phone",
+            "address.city": "city",
+            "metadata.plan": "plan",
+            "metadata.seats": "seats",
             "metadata.signed_up_on": {"column": "signed_up_on", "null_values": "clear"},
         },
     },
     "odd_names": {
-        "object": "customer", "key": {"column": "Customer ID", "field": "metadata.crm_id"},
+        "object": "customer",
+        "key": {"column": "Customer ID", "field": "metadata.crm_id"},
         "fields": {"email": 'E-Mail "Work"', "name": "Full Name", "address.city": "city"},
     },
     "big_customers": {
-        "object": "customer", "key": CRM_KEY, "fields": {"email": "email", "name": "full_name"},
+        "object": "customer",
+        "key": CRM_KEY,
+        "fields": {"email": "email", "name": "full_name"},
     },
     "bad_missing_column": {
-        "object": "customer", "key": CRM_KEY,
+        "object": "customer",
+        "key": CRM_KEY,
         "fields": {"email": "email", "phone": "phone_number"},
     },
     "bad_null_key": {"object": "customer", "key": CRM_KEY, "fields": {"email": "email"}},
     "bad_duplicate_key": {
-        "object": "customer", "key": {"column": "email", "field": "email"},
+        "object": "customer",
+        "key": {"column": "email", "field": "email"},
         "fields": {"name": "full_name"},
     },
     "bad_block": {
-        "object": "product", "behavior": "upsert", "key": CRM_KEY, "fields": {"email": "email"},
+        "object": "product",
+        "behavior": "upsert",
+        "key": CRM_KEY,
+        "fields": {"email": "email"},
     },
 }
 
@@ -190,12 +223,24 @@ def write_fixture_project(root: Path) -> None:
     rows), a model without a block, and models the validation hook must fail (tagged)."""
     (root / "models").mkdir(parents=True)
     (root / "seeds").mkdir()
-    (root / "dbt_project.yml").write_text(yaml.safe_dump({
-        "name": PROJECT_NAME, "version": "1.0.0", "config-version": 2, "profile": PROJECT_NAME,
-        "seeds": {PROJECT_NAME: {"+column_types": SEED_COLUMN_TYPES}},
-        "models": {PROJECT_NAME: {"+materialized": "table",
-                                  "+post-hook": "{{ stripe_activation.validate() }}"}},
-    }, sort_keys=False))
+    (root / "dbt_project.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": PROJECT_NAME,
+                "version": "1.0.0",
+                "config-version": 2,
+                "profile": PROJECT_NAME,
+                "seeds": {PROJECT_NAME: {"+column_types": SEED_COLUMN_TYPES}},
+                "models": {
+                    PROJECT_NAME: {
+                        "+materialized": "table",
+                        "+post-hook": "{{ stripe_activation.validate() }}",
+                    }
+                },
+            },
+            sort_keys=False,
+        )
+    )
     (root / "seeds" / "crm_customers.csv").write_text(CRM_CUSTOMERS_CSV)
     entries = []
     for name, sql in MODELS.items():
@@ -219,19 +264,41 @@ def new_project(root: Path, target: str) -> BuiltProject:
     write_fixture_project(root)
     schema = "wh_" + uuid.uuid4().hex[:10]
     (root / "packages.yml").write_text(yaml.safe_dump({"packages": [{"local": str(REPO_ROOT)}]}))
-    (root / "profiles.yml").write_text(yaml.safe_dump({PROJECT_NAME: {
-        "target": target,
-        "outputs": {
-            "duckdb": {"type": "duckdb", "path": str(root / "warehouse.duckdb"),
-                       "schema": schema, "threads": 2},
-            "postgres": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
-                         "user": "postgres", "password": "", "dbname": "test",
-                         "schema": schema, "threads": 2},
-            # A DuckDB file in a directory that does not exist: the connection fails.
-            "unreachable": {"type": "duckdb", "path": str(root / "missing" / "dir" / "x.duckdb"),
-                            "schema": schema, "threads": 1},
-        },
-    }}, sort_keys=False))
+    (root / "profiles.yml").write_text(
+        yaml.safe_dump(
+            {
+                PROJECT_NAME: {
+                    "target": target,
+                    "outputs": {
+                        "duckdb": {
+                            "type": "duckdb",
+                            "path": str(root / "warehouse.duckdb"),
+                            "schema": schema,
+                            "threads": 2,
+                        },
+                        "postgres": {
+                            "type": "postgres",
+                            "host": "127.0.0.1",
+                            "port": 5432,
+                            "user": "postgres",
+                            "password": "",
+                            "dbname": "test",
+                            "schema": schema,
+                            "threads": 2,
+                        },
+                        # A DuckDB file in a directory that does not exist: the connection fails.
+                        "unreachable": {
+                            "type": "duckdb",
+                            "path": str(root / "missing" / "dir" / "x.duckdb"),
+                            "schema": schema,
+                            "threads": 1,
+                        },
+                    },
+                }
+            },
+            sort_keys=False,
+        )
+    )
     return BuiltProject(root=root, target=target, schema=schema)
 
 
@@ -260,14 +327,15 @@ def _drop_postgres(schema: str) -> None:
     drop_postgres_schema(schema + "_custom")
 
 
-@pytest.fixture(scope="session", params=TARGETS)
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-            ) -> BuiltProject:
+@pytest.fixture(scope="session", params=TARGETS, name="project")
+def project_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> BuiltProject:
     return built_project(request, tmp_path_factory)
 
 
-@pytest.fixture
-def warehouse(project: BuiltProject) -> Iterator[Warehouse]:
+@pytest.fixture(name="warehouse")
+def warehouse_fixture(project: BuiltProject) -> Iterator[Warehouse]:
     with project.open() as wh:
         yield wh
 
@@ -291,8 +359,13 @@ def copy_model(wh: Warehouse, base: DbtModel, *statements: str) -> DbtModel:
     run_sql(wh, f"create table {relation} as select * from {base.relation_name}")
     for statement in statements:
         run_sql(wh, statement.format(t=relation))
-    return replace(base, unique_id=f"model.{PROJECT_NAME}.{name}", name=name, alias=name,
-                   relation_name=relation)
+    return replace(
+        base,
+        unique_id=f"model.{PROJECT_NAME}.{name}",
+        name=name,
+        alias=name,
+        relation_name=relation,
+    )
 
 
 CUSTOMER_FIELDS = (
@@ -306,8 +379,16 @@ CUSTOMER_FIELDS = (
 )
 
 
-def customer_spec(model: DbtModel, key_column: str = "customer_id",
-                  key_field: str = "metadata.crm_id",
-                  fields: tuple[FieldMapping, ...] = CUSTOMER_FIELDS) -> SyncSpec:
-    return SyncSpec(model=model, object=CUSTOMER, behavior=Behavior.UPDATE_OR_CREATE,
-                    key=SyncKey(column=key_column, field=key_field), fields=fields)
+def customer_spec(
+    model: DbtModel,
+    key_column: str = "customer_id",
+    key_field: str = "metadata.crm_id",
+    fields: tuple[FieldMapping, ...] = CUSTOMER_FIELDS,
+) -> SyncSpec:
+    return SyncSpec(
+        model=model,
+        object=CUSTOMER,
+        behavior=Behavior.UPDATE_OR_CREATE,
+        key=SyncKey(column=key_column, field=key_field),
+        fields=fields,
+    )

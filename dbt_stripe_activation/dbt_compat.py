@@ -1,0 +1,516 @@
+"""Every call into dbt-core internals, in one place, gated on dbt-core's version.
+
+dbt has no public API for "run this macro with the user's profile and stream a result": we
+use the same internals `dbt run-operation` uses (RuntimeConfig, the adapter factory, the
+manifest's macros, the adapter's connection manager), which dbt does not promise to keep.
+SUPPORTED names the dbt-core versions this module was checked against; when a dbt release
+moves one of them, this module is the only one to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ProjectError, WarehouseError
+from .project import ProjectSettings
+
+SUPPORTED = ">=1.10,<1.12"
+PACKAGE = "stripe_activation"  # the dbt package (the repo root) whose macros we call
+
+
+def dbt_core_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def check_dbt_version(installed: str | None = None) -> str:
+    """Raise ProjectError unless the installed dbt-core is one this module was written for."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    installed = installed or dbt_core_version()
+    try:
+        ok = SpecifierSet(SUPPORTED).contains(Version(installed), prereleases=True)
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise ProjectError(
+            f"dbt-stripe-activation needs dbt-core {SUPPORTED} (it drives your dbt adapter "
+            f"through dbt's Python internals); this environment has dbt-core {installed}. "
+            f"Install a supported version: pip install 'dbt-core{SUPPORTED}' and the matching "
+            "adapter (e.g. 'dbt-postgres>=1.10,<1.12')."
+        )
+    return installed
+
+
+class _LazyStderr:
+    """sys.stderr looked up at each write: pytest and the CLI swap it after we configure."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def quiet_dbt_events(debug_log: Path | None = None) -> None:
+    """Keep dbt's event log off stdout (the CLI's `--output json` owns it).
+
+    Warnings and errors still reach stderr; with `debug_log`, every dbt event (including the
+    SQL we run, never bound values) is appended there, as dbt does to logs/dbt.log.
+    """
+    from dbt_common.events.base_types import EventLevel
+    from dbt_common.events.event_manager_client import (
+        add_logger_to_manager,
+        cleanup_event_logger,
+    )
+    from dbt_common.events.functions import env_scrubber
+    from dbt_common.events.logger import LineFormat, LoggerConfig
+
+    cleanup_event_logger()
+    for name in ("stripe_sync_stderr", "stripe_sync_file"):  # from an earlier call
+        for handler in logging.getLogger(name).handlers:
+            handler.close()
+    add_logger_to_manager(
+        LoggerConfig(
+            name="stripe_sync_stderr",
+            level=EventLevel.WARN,
+            line_format=LineFormat.PlainText,
+            scrubber=env_scrubber,
+            output_stream=_LazyStderr(),  # type: ignore[arg-type]
+        )
+    )
+    if debug_log is not None:
+        with contextlib.suppress(OSError):
+            debug_log.parent.mkdir(parents=True, exist_ok=True)
+            add_logger_to_manager(
+                LoggerConfig(
+                    name="stripe_sync_file",
+                    level=EventLevel.DEBUG,
+                    line_format=LineFormat.DebugText,
+                    scrubber=env_scrubber,
+                    output_file_name=str(debug_log),
+                )
+            )
+
+
+@dataclass
+class DbtSession:
+    """The user's adapter, opened from their profile, with the manifest's macros loaded.
+
+    Connections are ours, not dbt's per-thread ones: dbt keys connections by thread, and we
+    need two in one thread (a pending streamed read and the state writes beside it), so each
+    call binds one of our connections as the thread's connection for its duration.
+    """
+
+    config: Any  # dbt RuntimeConfig
+    adapter: Any  # the adapter instance (BaseAdapter subclass)
+    settings: ProjectSettings
+    manifest: Any  # dbt's Manifest: the macros we run (ours, dbt's, the adapter's)
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: ProjectSettings, manifest_path: Path) -> DbtSession:
+        check_dbt_version()
+        quiet_dbt_events(settings.project_dir / "logs" / "dbt-stripe-sync.log")
+        config = _runtime_config(settings)
+        manifest = _load_manifest(manifest_path)
+        parsed_for = getattr(manifest.metadata, "adapter_type", None)
+        if parsed_for and parsed_for != config.credentials.type:
+            # dispatch would silently pick the wrong implementations: the manifest holds the
+            # macros of the adapter it was parsed with only
+            raise ProjectError(
+                f"The dbt manifest at {manifest_path} was parsed for {parsed_for}, but target "
+                f"'{config.target_name}' uses {config.credentials.type}: run `dbt parse "
+                f"--target {config.target_name}` (or `dbt run`) first, then run again."
+            )
+        from dbt.context.providers import generate_runtime_macro_context
+
+        adapter = _register_adapter(config)
+        adapter.set_macro_resolver(manifest)
+        adapter.set_macro_context_generator(generate_runtime_macro_context)
+        return cls(config=config, adapter=adapter, settings=settings, manifest=manifest)
+
+    def close(self) -> None:
+        from dbt.adapters.factory import FACTORY
+
+        with FACTORY.lock:
+            if FACTORY.adapters.get(self.adapter_type) is self.adapter:
+                del FACTORY.adapters[self.adapter_type]
+        self.adapter.cleanup_connections()
+        if self.adapter_type == "duckdb":
+            _close_duckdb_environment(type(self.adapter.connections))
+
+    # -- what we are connected to ----------------------------------------------------------
+
+    @property
+    def adapter_type(self) -> str:
+        return str(self.config.credentials.type)
+
+    @property
+    def target_name(self) -> str:
+        return str(self.config.target_name)
+
+    @property
+    def profile_name(self) -> str:
+        return str(self.config.profile_name)
+
+    @property
+    def database(self) -> str | None:
+        return getattr(self.config.credentials, "database", None)
+
+    @property
+    def schema(self) -> str:
+        return str(self.config.credentials.schema)
+
+    def describe_target(self) -> str:
+        return f"target '{self.target_name}' ({self.adapter_type})"
+
+    def has_macro(self, name: str, package: str = PACKAGE) -> bool:
+        return self.manifest.find_macro_by_name(name, self.config.project_name, package) is not None
+
+    # -- connections -----------------------------------------------------------------------
+
+    def connection(self, name: str) -> Any:
+        """A new connection of the profile's credentials; it opens on first use."""
+        from dbt.adapters.contracts.connection import (
+            Connection,
+            ConnectionState,
+            Identifier,
+            LazyHandle,
+        )
+
+        manager = self.adapter.connections
+        conn = Connection(
+            type=Identifier(manager.TYPE),
+            name=name,
+            state=ConnectionState.INIT,
+            transaction_open=False,
+            handle=None,
+            credentials=self.config.credentials,
+        )
+        conn.handle = LazyHandle(manager.open)
+        return conn
+
+    def close_connection(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.adapter.connections.close(conn)
+
+    @contextlib.contextmanager
+    def using(self, conn: Any) -> Iterator[Any]:
+        """Bind `conn` as this thread's dbt connection; translate dbt errors to ours."""
+        from dbt.adapters.factory import FACTORY
+
+        manager = self.adapter.connections
+        self._open(conn)
+        key = manager.get_thread_identifier()
+        with manager.lock:
+            previous = manager.thread_connections.get(key)
+            manager.thread_connections[key] = conn
+        # The macro context's `adapter` is the registered one: make it ours for the call, in
+        # case another session (or a dbtRunner invocation) registered its own since.
+        with FACTORY.lock:
+            registered = FACTORY.adapters.get(self.adapter_type)
+            FACTORY.adapters[self.adapter_type] = self.adapter
+        try:
+            with self.translate_errors():
+                yield conn
+        finally:
+            with manager.lock:
+                if previous is None:
+                    manager.thread_connections.pop(key, None)
+                else:
+                    manager.thread_connections[key] = previous
+            with FACTORY.lock:
+                if registered is not None:
+                    FACTORY.adapters[self.adapter_type] = registered
+
+    def _open(self, conn: Any) -> None:
+        """Open `conn` now, so any failure to connect is reported as one (drivers raise
+        their own exception types: dbt-duckdb lets duckdb.IOException through)."""
+        from dbt.adapters.contracts.connection import ConnectionState
+
+        if conn.state == ConnectionState.OPEN:
+            return
+        try:
+            self.adapter.connections.open(conn)
+        except Exception as exc:
+            raise WarehouseError(self._connect_message(exc)) from exc
+        if conn.state != ConnectionState.OPEN:
+            raise WarehouseError(self._connect_message(RuntimeError("the connection did not open")))
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        from dbt.adapters.exceptions import FailedToConnectError
+        from dbt_common.exceptions import DbtBaseException
+
+        try:
+            yield
+        except FailedToConnectError as exc:
+            raise WarehouseError(self._connect_message(exc)) from exc
+        except DbtBaseException as exc:
+            raise WarehouseError(
+                f"The warehouse query failed on {self.describe_target()}: {_one_line(exc)}"
+            ) from exc
+        except Exception as exc:
+            if not _is_driver_error(exc):
+                raise
+            raise WarehouseError(
+                f"The warehouse query failed on {self.describe_target()}: {_one_line(exc)}"
+            ) from exc
+
+    def _connect_message(self, exc: BaseException) -> str:
+        detail = _one_line(exc)
+        profiles = self.settings.resolved_profiles_dir / "profiles.yml"
+        message = (
+            f"Cannot connect to the {self.adapter_type} warehouse of {self.describe_target()}, "
+            f"profile '{self.profile_name}': {detail}."
+        )
+        if self.adapter_type == "duckdb" and "conflicting lock" in detail.lower():
+            return message + (
+                " DuckDB lets one process write a database file at a time: wait for the "
+                "running dbt command (or other sync) to finish, then run again."
+            )
+        return message + (
+            f" Check the '{self.target_name}' output in {profiles}, then run "
+            f"`dbt debug --target {self.target_name}`."
+        )
+
+    # -- running things ----------------------------------------------------------------------
+
+    def call_macro(self, conn: Any, macro: str, /, **kwargs: Any) -> Any:
+        """Run one of our package's macros and return what it `return()`s."""
+        with self.using(conn):
+            return self.adapter.execute_macro(macro, project=PACKAGE, kwargs=kwargs)
+
+    def execute(
+        self, conn: Any, sql: str, bindings: Sequence[Any] | None = None, fetch: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """One statement with bound values on `conn`, inside its open transaction if any."""
+        with self.using(conn):
+            _, cursor = self.adapter.connections.add_query(
+                sql, auto_begin=False, bindings=list(bindings) if bindings is not None else None
+            )
+            if not fetch:
+                return []
+            return [tuple(row) for row in cursor.fetchall()]
+
+    @contextlib.contextmanager
+    def transaction(self, conn: Any) -> Iterator[None]:
+        """BEGIN ... COMMIT on `conn`; ROLLBACK on any error.
+
+        dbt's own macros may commit halfway (create_schema does) and run_query does not
+        begin: what ran after that is in the driver's implicit transaction (psycopg2) or
+        already committed (DuckDB), so the end always commits through a BEGIN if needed.
+        """
+        manager = self.adapter.connections
+        with self.using(conn):
+            if not conn.transaction_open:
+                manager.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback(conn)
+            raise
+        with self.using(conn):
+            if not conn.transaction_open:
+                manager.begin()
+            manager.commit()
+
+    def rollback(self, conn: Any) -> None:
+        """Roll back whatever `conn` has open, as dbt knows it or only the driver does."""
+        from dbt.adapters.contracts.connection import ConnectionState
+
+        conn.transaction_open = False
+        if conn.state != ConnectionState.OPEN:
+            return
+        handle = conn.handle
+        try:
+            handle.rollback()
+            return
+        except Exception:  # dbt-duckdb 1.10: its handle has no rollback()
+            pass
+        with contextlib.suppress(Exception):
+            handle.cursor().execute("rollback")
+
+    def stream(self, conn: Any, sql: str, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of one SELECT, `batch_size` at a time, never the whole result in memory.
+
+        PostgreSQL's client-side cursors fetch everything on execute: a named (server-side)
+        cursor streams. DuckDB and other DB-API drivers stream from a plain cursor.
+        """
+        if self.adapter_type in ("postgres", "redshift") and _is_psycopg2(conn, self):
+            yield from self._stream_server_side(conn, sql, batch_size)
+            return
+        with self.using(conn):
+            _, cursor = self.adapter.connections.add_query(sql, auto_begin=False)
+        try:
+            while True:
+                with self.using(conn):  # translates a driver error raised mid-stream
+                    rows = cursor.fetchmany(batch_size)
+                if not rows:
+                    return
+                yield [tuple(row) for row in rows]
+        finally:
+            # dbt-duckdb hands out one cursor per connection: closing it closes the connection.
+            if self.adapter_type != "duckdb":
+                with contextlib.suppress(Exception):
+                    cursor.close()
+
+    def _stream_server_side(
+        self, conn: Any, sql: str, batch_size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        import psycopg2
+
+        with self.using(conn):
+            handle = conn.handle
+        # A named cursor lives in a transaction; in autocommit mode only WITH HOLD works.
+        hold = bool(getattr(handle, "autocommit", False))
+        cursor = handle.cursor(name=f"stripe_sync_{uuid.uuid4().hex[:12]}", withhold=hold)
+        try:
+            try:
+                cursor.execute(sql)
+                while True:
+                    rows = cursor.fetchmany(batch_size)
+                    if not rows:
+                        return
+                    yield [tuple(row) for row in rows]
+            except psycopg2.Error as exc:
+                raise WarehouseError(
+                    f"The warehouse query failed on {self.describe_target()}: {_one_line(exc)}"
+                ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+            with contextlib.suppress(Exception):
+                handle.rollback()
+
+    def columns_in_relation(
+        self, conn: Any, database: str | None, schema: str, identifier: str
+    ) -> list[str]:
+        """Column names of a relation as the warehouse spells them ([] if it is missing)."""
+        with self.using(conn):
+            relation = self.adapter.Relation.create(
+                database=database, schema=schema, identifier=identifier
+            )
+            return [column.name for column in self.adapter.get_columns_in_relation(relation)]
+
+    def render_relation(self, database: str | None, schema: str, identifier: str) -> str:
+        relation = self.adapter.Relation.create(
+            database=database, schema=schema, identifier=identifier
+        )
+        return str(relation)
+
+
+def _close_duckdb_environment(manager_class: Any) -> None:
+    """dbt-duckdb keeps its database open for the process (`keep_open` defaults to true):
+    close it, so a `dbt` command run next (DuckDB allows one writer) can open the file."""
+    lock = getattr(manager_class, "_LOCK", None)
+    if lock is None or not hasattr(manager_class, "_ENV"):
+        return
+    with lock:
+        environment = manager_class._ENV
+        if environment is None or getattr(environment, "handle_count", 0) > 0:
+            return  # another session still uses it
+        manager_class._ENV = None
+    with contextlib.suppress(Exception):
+        environment.close()
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    """A DB-API driver's exception (duckdb.Error, psycopg2.Error, ...): every driver derives
+    them from a class named Error of its own; dbt lets some through unwrapped."""
+    return any(
+        cls.__name__ in ("Error", "DatabaseError") and cls.__module__ != "builtins"
+        for cls in type(exc).__mro__
+    )
+
+
+def _is_psycopg2(conn: Any, session: DbtSession) -> bool:
+    with session.using(conn):
+        handle = conn.handle
+    return type(handle).__module__.startswith("psycopg2")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "msg", None) or exc).strip()
+    return " ".join(text.split())
+
+
+def _runtime_config(settings: ProjectSettings) -> Any:
+    """dbt's RuntimeConfig for the user's project and profile, as `dbt run` would build it."""
+    from dbt.config.runtime import RuntimeConfig
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+    from dbt_common.exceptions import DbtBaseException
+
+    project_dir = settings.project_dir.resolve()
+    args = argparse.Namespace(
+        project_dir=str(project_dir),
+        profiles_dir=str(settings.resolved_profiles_dir.resolve()),
+        profile=settings.profile,
+        target=settings.target,
+        vars=dict(settings.vars),
+        threads=None,
+        target_path=str(settings.target_path) if settings.target_path else None,
+    )
+    try:
+        set_invocation_context(dict(os.environ))
+        set_from_args(args, {})
+        return RuntimeConfig.from_args(args)
+    except DbtBaseException as exc:
+        raise ProjectError(
+            f"dbt cannot load the project in {project_dir} with the profiles in "
+            f"{args.profiles_dir}: {_one_line(exc)}. Fix dbt_project.yml / profiles.yml "
+            "(`dbt debug` shows the same problem), or pass --profiles-dir / --profile / --target."
+        ) from exc
+
+
+def _register_adapter(config: Any) -> Any:
+    """Our adapter instance, also registered globally: the macro context's `adapter` is the
+    registered one, so both must be the same object. Replaces one left by an earlier open."""
+    from dbt.adapters.factory import FACTORY, get_adapter, register_adapter
+    from dbt.mp_context import get_mp_context
+    from dbt_common.exceptions import DbtBaseException
+
+    adapter_type = config.credentials.type
+    with FACTORY.lock:
+        previous: Any = FACTORY.adapters.pop(adapter_type, None)
+    if previous is not None:
+        with contextlib.suppress(Exception):
+            previous.cleanup_connections()
+    try:
+        register_adapter(config, get_mp_context())
+    except DbtBaseException as exc:
+        raise ProjectError(
+            f"dbt cannot load the '{adapter_type}' adapter of target '{config.target_name}': "
+            f"{_one_line(exc)}. Install it: pip install 'dbt-{adapter_type}>=1.10,<1.12'."
+        ) from exc
+    return get_adapter(config)
+
+
+def _load_manifest(path: Path) -> Any:
+    from dbt.contracts.graph.manifest import Manifest, WritableManifest
+    from dbt_common.exceptions import DbtBaseException
+
+    try:
+        return Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
+    except (DbtBaseException, OSError, ValueError) as exc:
+        raise ProjectError(
+            f"Cannot load the dbt manifest at {path}: {_one_line(exc)}. Run `dbt parse` (or "
+            "`dbt run`) with this dbt version, then run again."
+        ) from exc

@@ -1,0 +1,158 @@
+{#- The diff: the model's rows against the sync state, in one pass of SQL, so only rows that
+    need a Stripe call leave the warehouse.
+
+    Arguments (rendered by the Python package for one model):
+      relation_name   the model's relation, as the manifest renders it (already quoted)
+      columns         the model columns the sync reads, key first, as the warehouse names them
+      key_column      the key column (also columns[0])
+      key_is_email    email keys compare lowercased
+      model_unique_id and fingerprint: config, rendered as literals
+
+    The select returns, by position: each column of `columns`, then the normalized key, the
+    row hash, how many rows share the key, the status, and the state's key, stripe_id,
+    row_hash, synced_values, last_outcome, last_error (null when the key has no state). -#}
+
+{% macro diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+  {{ return(adapter.dispatch('diff_ctes', 'stripe_activation')(
+      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint)) }}
+{% endmacro %}
+
+{% macro default__diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+  {%- set quoted = [] -%}
+  {%- for column in columns -%}
+    {%- do quoted.append(stripe_activation.quote_identifier(column)) -%}
+  {%- endfor -%}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), key_is_email) -%}
+  {%- set sql -%}
+with _sa_model as (
+    select
+        {%- for q in quoted %}
+        {{ q }} as _sa_c{{ loop.index0 }},
+        {%- endfor %}
+        {{ key_sql }} as _sa_key,
+        {{ stripe_activation.row_hash(quoted, fingerprint) }} as _sa_hash
+    from {{ relation_name }}
+),
+_sa_counted as (
+    select _sa_model.*, count(*) over (partition by _sa_key) as _sa_rows_per_key
+    from _sa_model
+),
+_sa_state as (
+    select key_value, stripe_id, row_hash, synced_values, last_outcome, last_error
+    from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }}
+    where model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
+),
+_sa_classified as (
+    select
+        _sa_counted.*,
+        _sa_state.key_value as _sa_state_key,
+        _sa_state.stripe_id as _sa_stripe_id,
+        _sa_state.row_hash as _sa_state_hash,
+        _sa_state.synced_values as _sa_synced_values,
+        _sa_state.last_outcome as _sa_last_outcome,
+        _sa_state.last_error as _sa_last_error,
+        case
+            when _sa_counted._sa_key is null or _sa_counted._sa_rows_per_key > 1
+                then 'invalid_key'
+            when _sa_state.key_value is null then 'new'
+            when _sa_state.row_hash is null or _sa_state.row_hash <> _sa_counted._sa_hash
+                then 'changed'
+            when _sa_state.last_outcome = 'failed' then 'retry'
+            else 'unchanged'
+        end as _sa_status
+    from _sa_counted
+    left join _sa_state on _sa_state.key_value = _sa_counted._sa_key
+)
+  {%- endset -%}
+  {{ return(sql) }}
+{% endmacro %}
+
+
+{#- Rows needing a decision: invalid keys, new, changed, retry; with full_resync also the
+    unchanged ones (status 'unchanged', which the Python side reports as resync). -#}
+{% macro diff_select_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync=false) %}
+  {{ return(adapter.dispatch('diff_select_sql', 'stripe_activation')(
+      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync)) }}
+{% endmacro %}
+
+{% macro default__diff_select_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync=false) %}
+  {%- set sql -%}
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) }}
+select
+    {%- for column in columns %}
+    _sa_c{{ loop.index0 }},
+    {%- endfor %}
+    _sa_key,
+    _sa_hash,
+    case when _sa_key is null then 1 else _sa_rows_per_key end as _sa_rows_per_key,
+    _sa_status,
+    _sa_state_key,
+    _sa_stripe_id,
+    _sa_state_hash,
+    _sa_synced_values,
+    _sa_last_outcome,
+    _sa_last_error
+from _sa_classified
+{%- if not full_resync %}
+where _sa_status <> 'unchanged'
+{%- endif %}
+  {%- endset -%}
+  {{ return(sql) }}
+{% endmacro %}
+
+
+{#- One row: total, new, changed, unchanged, retry, invalid_key, removed (keys in state that
+    the model no longer has). Sums are null on an empty model. -#}
+{% macro diff_counts_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+  {{ return(adapter.dispatch('diff_counts_sql', 'stripe_activation')(
+      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint)) }}
+{% endmacro %}
+
+{% macro default__diff_counts_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+  {%- set sql -%}
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) }},
+_sa_model_keys as (
+    select distinct _sa_key from _sa_model where _sa_key is not null
+)
+select
+    count(*) as _sa_total,
+    sum(case when _sa_status = 'new' then 1 else 0 end) as _sa_new,
+    sum(case when _sa_status = 'changed' then 1 else 0 end) as _sa_changed,
+    sum(case when _sa_status = 'unchanged' then 1 else 0 end) as _sa_unchanged,
+    sum(case when _sa_status = 'retry' then 1 else 0 end) as _sa_retry,
+    sum(case when _sa_status = 'invalid_key' then 1 else 0 end) as _sa_invalid_key,
+    (
+        select count(*) from _sa_state
+        where not exists (
+            select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
+        )
+    ) as _sa_removed
+from _sa_classified
+  {%- endset -%}
+  {{ return(sql) }}
+{% endmacro %}
+
+
+{#- Up to `limit` keys in state that the model no longer has, in key order. -#}
+{% macro removed_keys_sql(relation_name, key_column, key_is_email, model_unique_id, limit) %}
+  {{ return(adapter.dispatch('removed_keys_sql', 'stripe_activation')(
+      relation_name, key_column, key_is_email, model_unique_id, limit)) }}
+{% endmacro %}
+
+{% macro default__removed_keys_sql(relation_name, key_column, key_is_email, model_unique_id, limit) %}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), key_is_email) -%}
+  {%- set sql -%}
+with _sa_model_keys as (
+    select distinct {{ key_sql }} as _sa_key from {{ relation_name }}
+)
+select _sa_state.key_value
+from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_state
+where _sa_state.model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
+  and not exists (
+      select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
+  )
+order by _sa_state.key_value
+limit {{ limit | int }}
+  {%- endset -%}
+  {{ return(sql) }}
+{% endmacro %}
