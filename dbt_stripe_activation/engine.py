@@ -32,7 +32,7 @@ from .plan import (
 )
 from .spec import SyncSpec
 from .stripe_api import StripeGateway, StripeWriteError, redact
-from .warehouse import DiffCounts, DiffRow, RowOutcome, RunRecord, Warehouse
+from .warehouse import DiffCounts, DiffRow, DiffStatus, RowOutcome, RunRecord, Warehouse
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
 _OUTCOME_OF_ACTION = {
@@ -217,6 +217,17 @@ class Engine:
                     for row in batch:
                         if abort.is_set():
                             break
+                        if row.status is DiffStatus.UNSYNCED and row.previous is not None:
+                            # Rejected or not found last time, unchanged since: say so
+                            # again, without a call; it is retried when its data changes.
+                            outcome = row.previous.outcome
+                            plan = RowPlan(key_value=row.key_value, action=Action(outcome),
+                                           row_hash=row.row_hash, status=row.status,
+                                           reason=row.previous.error)
+                            self._record(spec, result, writer, row, plan, outcome,
+                                         row.previous.error, persist=False)
+                            done += 1
+                            continue
                         prepared = desired_values(spec, row)
                         if isinstance(prepared, Rejection):
                             plan = reject(spec, prepared)
@@ -282,7 +293,7 @@ class Engine:
 
     def _record(
         self, spec: SyncSpec, result: ModelResult, writer: _OutcomeWriter, row: DiffRow,
-        plan: RowPlan, outcome: str, error: str | None,
+        plan: RowPlan, outcome: str, error: str | None, persist: bool = True,
     ) -> None:
         result.counts[outcome] += 1
         if outcome in ("rejected", "failed", "not_found"):
@@ -290,7 +301,7 @@ class Engine:
         elif plan.diffs and len(result.samples) < self.options.sample_size:
             result.samples.append(RowReport(row.key_value, plan.action.value, plan.stripe_id,
                                             diffs=plan.diffs))
-        if self.options.dry_run:
+        if self.options.dry_run or not persist:
             return
         succeeded = outcome in ("created", "updated", "unchanged")
         writer.add(RowOutcome(

@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 import yaml
 from rich.console import Console
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,6 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from .errors import ConfigError, LiveModeError, StripeConnectionError, WarehouseError
 from .project import Manifest, ProjectSettings, load_manifest, select_models

@@ -153,8 +153,8 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
         console.print(
             f"[bold]{r.model}[/]: {counts.total} rows; {counts.new} new, {counts.changed} "
             f"changed, {counts.retry} to retry, {counts.unchanged} unchanged since the last "
-            f"sync, {counts.invalid_key} with an invalid key, {counts.removed} removed from "
-            "the model"
+            f"sync, {counts.unsynced} still rejected or not found, {counts.invalid_key} with "
+            f"an invalid key, {counts.removed} removed from the model"
             + (f"; lookup: {r.lookup}" if r.lookup else "")
         )
     if r.error:

@@ -28,6 +28,9 @@ class DiffStatus(str, Enum):
     CHANGED = "changed"  # in state, hash differs
     RETRY = "retry"  # in state with outcome 'failed' (same hash)
     RESYNC = "resync"  # --full-resync: in state, unchanged, re-planned anyway
+    # Unchanged since a run that rejected it or found no match: reported again with that
+    # outcome and its stored reason, never re-sent (it is retried when its data changes).
+    UNSYNCED = "unsynced"
     INVALID_KEY = "invalid_key"  # null/empty key, or key shared by several rows
 
 
@@ -65,6 +68,7 @@ class DiffCounts:
     retry: int
     removed: int  # keys in state that are no longer in the model
     invalid_key: int
+    unsynced: int = 0  # unchanged since a run that rejected them or found no match
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ class Warehouse:
         sql = self._render("diff_counts_sql", **self._diff_args(spec))
         with self._transaction():
             rows = self._execute(sql, None, True)
-        total, new, changed, unchanged, retry, invalid_key, removed = (
+        total, new, changed, unchanged, retry, invalid_key, unsynced, removed = (
             int(value or 0) for value in rows[0]
         )
         return DiffCounts(
@@ -277,6 +281,7 @@ class Warehouse:
             retry=retry,
             removed=removed,
             invalid_key=invalid_key,
+            unsynced=unsynced,
         )
 
     def stream_diff(
@@ -291,7 +296,7 @@ class Warehouse:
         width = len(spec.columns)
         try:
             for raw_rows in self._session.stream(conn, sql, batch_size):
-                batch = [_diff_row(spec.columns, width, raw) for raw in raw_rows]
+                batch = [_diff_row(spec.columns, width, raw, full_resync) for raw in raw_rows]
                 duplicates.update(
                     row.key_value
                     for row in batch
@@ -510,7 +515,9 @@ def _setting_of(spec: SyncSpec, column: str) -> str:
     return f"stripe_activation.fields.{paths[0]}" if paths else "stripe_activation"
 
 
-def _diff_row(columns: Sequence[str], width: int, raw: Sequence[Any]) -> DiffRow:
+def _diff_row(
+    columns: Sequence[str], width: int, raw: Sequence[Any], full_resync: bool = False
+) -> DiffRow:
     """One row of diff_select_sql (by position: the columns, then the fixed tail)."""
     (
         key,
@@ -534,6 +541,8 @@ def _diff_row(columns: Sequence[str], width: int, raw: Sequence[Any]) -> DiffRow
             error=error,
         )
     kind = DiffStatus.RESYNC if status == "unchanged" else DiffStatus(status)
+    if full_resync and kind is DiffStatus.UNSYNCED:
+        kind = DiffStatus.RESYNC
     return DiffRow(
         key_value=key,
         values=dict(zip(columns, raw[:width], strict=True)),

@@ -58,6 +58,7 @@ _sa_classified as (
             when _sa_state.row_hash is null or _sa_state.row_hash <> _sa_counted._sa_hash
                 then 'changed'
             when _sa_state.last_outcome = 'failed' then 'retry'
+            when _sa_state.last_outcome in ('rejected', 'not_found') then 'unsynced'
             else 'unchanged'
         end as _sa_status
     from _sa_counted
@@ -101,8 +102,9 @@ where _sa_status <> 'unchanged'
 {% endmacro %}
 
 
-{#- One row: total, new, changed, unchanged, retry, invalid_key, removed (keys in state that
-    the model no longer has). Sums are null on an empty model. -#}
+{#- One row: total, new, changed, unchanged, retry, invalid_key, unsynced (unchanged since a
+    run that rejected them or found no match), removed (keys in state that the model no longer
+    has). Sums are null on an empty model. -#}
 {% macro diff_counts_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
   {{ return(adapter.dispatch('diff_counts_sql', 'stripe_activation')(
       relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint)) }}
@@ -121,6 +123,7 @@ select
     sum(case when _sa_status = 'unchanged' then 1 else 0 end) as _sa_unchanged,
     sum(case when _sa_status = 'retry' then 1 else 0 end) as _sa_retry,
     sum(case when _sa_status = 'invalid_key' then 1 else 0 end) as _sa_invalid_key,
+    sum(case when _sa_status = 'unsynced' then 1 else 0 end) as _sa_unsynced,
     (
         select count(*) from _sa_state
         where not exists (

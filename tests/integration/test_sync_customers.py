@@ -113,5 +113,11 @@ def test_second_run_without_changes_makes_no_stripe_call(
     again = project.sync("--output", "json", stripe_url=localstripe.url)
     model = again.json["models"][0]
     assert model["stripe_reads"] == 0 and model["stripe_writes"] == 0
-    assert model["counts"]["created"] == 0 and model["counts"]["updated"] == 0
     assert len(localstripe.customers()) == 2
+    # Rows rejected last time and unchanged since are reported again (nothing is lost
+    # silently, the exit code stays 1), without a single Stripe call.
+    assert again.code == 1
+    assert model["counts"] == {"created": 0, "updated": 0, "unchanged": 2, "rejected": 4,
+                               "not_found": 0, "failed": 0}
+    assert {r["key"] for r in model["rejected"]} == {None, "c3", "c5"}
+    assert any("is not a valid email address" in r["reason"] for r in model["rejected"])
