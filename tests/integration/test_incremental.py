@@ -204,3 +204,89 @@ def test_run_history_and_row_outcomes_are_queryable_in_sql(
                          "{bk}.stripe_sync_state order by key_value")
     ids = {c["metadata"]["crm_id"]: c["id"] for c in emulator.customers()}
     assert [(k, i) for k, i, _ in state] == sorted(ids.items())
+
+
+def test_null_values_clear_unsets_and_skip_leaves_stripe_alone(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    sync = {**SYNC, "fields": {**SYNC["fields"],
+                               "metadata.plan": {"column": "plan", "null_values": "clear"}}}
+    project = new_project(tmp_path / "proj")
+    project.write_seed("crm", rows(3))
+    project.write_model("stripe_customers", "select * from {{ ref('crm') }}", sync=sync)
+    project.build()
+    assert project.sync(*FAST, stripe_url=emulator.url).code == 0
+
+    blanked = rows(3)
+    blanked[0]["plan"] = None  # clear: the metadata key goes
+    blanked[0]["city"] = None  # skip (the default): Stripe keeps its city
+    project.write_seed("crm", blanked)
+    project.build()
+    emulator.reset(stats_only=True)
+    result = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert result.code == 0, outcome_summary(result)
+    assert emulator.stats()["writes_committed"] == 1
+    customer = by_key(emulator)["c00000"][0]
+    assert customer["metadata"] == {"crm_id": "c00000"}
+    assert customer["address"]["city"] == "Paris"
+
+
+def test_full_resync_repairs_drift_and_reset_state_sends_nothing(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    project = make_project(tmp_path, "duckdb", 120)
+    assert project.sync(*FAST, stripe_url=emulator.url).code == 0
+    # Someone edits a customer in the Stripe dashboard: the state cannot know.
+    import stripe
+
+    api = stripe.StripeClient("sk_test_edit", base_addresses={"api": emulator.url})
+    drifted = by_key(emulator)["c00007"][0]
+    api.v1.customers.update(drifted["id"], {"name": "Edited By Hand"})
+
+    emulator.reset(stats_only=True)
+    normal = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert emulator.stats()["requests_total"] == 0  # nothing changed in the model
+    assert normal.json["models"][0]["counts"]["unchanged"] == 120
+
+    full = project.sync(*FAST, "--full-resync", "--output", "json", stripe_url=emulator.url)
+    assert full.code == 0, outcome_summary(full)
+    counts = full.json["models"][0]["counts"]
+    assert counts["updated"] == 1 and counts["unchanged"] == 119 and counts["created"] == 0
+    assert emulator.stats()["by_endpoint"] == {"GET /v1/customers": 2,
+                                               "POST /v1/customers/{id}": 1}
+    assert by_key(emulator)["c00007"][0]["name"] == "User 7"
+
+    emulator.reset(stats_only=True)
+    reset = project.sync("--reset-state", "--output", "json", stripe_url=emulator.url)
+    assert reset.code == 0 and reset.json["cleared"] == {"stripe_customers": 120}
+    assert emulator.stats()["requests_total"] == 0
+    assert sql(project, "select count(*) from {bk}.stripe_sync_state") == [(0,)]
+    adopted = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+    assert adopted.json["models"][0]["counts"]["unchanged"] == 120
+    assert len(emulator.customers()) == 120
+
+
+@pytest.mark.parametrize("warehouse_target", ["postgres"], indirect=True)
+def test_a_second_sync_of_the_same_model_is_refused_while_the_first_holds_the_lock(
+    project_factory: Any, emulator: EmulatorHandle
+) -> None:
+    project = project_factory(400)
+    emulator.config(latency_ms=[20, 40])
+    first = subprocess.Popen(
+        [str(BIN / "dbt-stripe-sync"), "--max-rps", "50", "--target", project.target],
+        cwd=project.root,
+        env=project.env(STRIPE_API_KEY="sk_test_dsa", STRIPE_API_BASE=emulator.url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while emulator.stats()["writes_committed"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = project.sync(*FAST, "--output", "json", stripe_url=emulator.url)
+        assert second.code == 2, second.stdout
+        message = second.json["error"]
+        assert "stripe_customers" in message and f":{first.pid}" in message
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
