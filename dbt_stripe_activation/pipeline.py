@@ -51,6 +51,12 @@ class RunRequest:
     allow_live: bool = False
 
 
+def _console(stderr: bool = False) -> Console:
+    """Rich console; CI logs (not a terminal) get 120 columns instead of rich's 80."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=120)
+
+
 def project_settings(common: CommonOptions) -> ProjectSettings:
     variables: dict[str, Any] = {}
     if common.vars:
@@ -139,13 +145,13 @@ def run_check(common: CommonOptions) -> int:
     from .stripe_api import StripeGateway
     from .warehouse import Warehouse
 
-    console = Console(stderr=common.output == "json")
+    console = _console(stderr=common.output == "json")
     settings = project_settings(common)
     report: dict[str, Any] = {"command": "check", "stripe": None, "warehouse": None}
     code = 0
     try:
         stripe = stripe_settings(common)
-        _warn_api_base(Console(stderr=True), stripe.api_base)
+        _warn_api_base(_console(stderr=True), stripe.api_base)
         result = StripeGateway(stripe).check()
         report["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
                             "method": result.method, "api_base": result.api_base,
@@ -188,7 +194,7 @@ def run_reset(common: CommonOptions) -> int:
         print(dumps({"command": "reset-state", "cleared": cleared, "exit_code": 0}))
     else:
         for name, count in cleared.items():
-            Console().print(f"{name}: cleared {count} state rows (nothing sent to Stripe)")
+            _console().print(f"{name}: cleared {count} state rows (nothing sent to Stripe)")
     return 0
 
 
@@ -200,8 +206,8 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
     from .warehouse import Warehouse
 
     json_mode = common.output == "json"
-    console = Console(stderr=json_mode)
-    err = Console(stderr=True)
+    console = _console(stderr=json_mode)
+    err = _console(stderr=True)
     settings = project_settings(common)
     manifest, specs = load_specs(settings, common)
     if not specs:

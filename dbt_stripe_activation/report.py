@@ -129,19 +129,17 @@ _PLAN_HEADINGS = {
 
 def render_results(console: Console, results: Sequence[ModelResult], dry_run: bool) -> None:
     """One row per model with counts per outcome; then the problems and diff samples."""
-    title = "Plan (nothing written)" if dry_run else "Sync results"
+    title = "Plan (nothing written to Stripe)" if dry_run else "Sync results"
     table = Table(title=title, title_justify="left")
     table.add_column("model")
-    table.add_column("object")
     for outcome in OUTCOMES:
         table.add_column(_PLAN_HEADINGS[outcome] if dry_run else outcome.replace("_", " "),
                          justify="right")
-    table.add_column("removed", justify="right")
     table.add_column("reads", justify="right")
     table.add_column("writes", justify="right")
     for r in results:
-        table.add_row(r.model, r.object, *(str(r.counts[o]) for o in OUTCOMES),
-                      str(r.diff.removed if r.diff else 0), str(r.reads), str(r.writes))
+        table.add_row(r.model, *(str(r.counts[o]) for o in OUTCOMES), str(r.reads),
+                      str(r.writes))
     console.print(table)
     for r in results:
         _render_details(console, r, dry_run)
