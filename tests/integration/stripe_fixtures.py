@@ -7,11 +7,8 @@ Each is a real HTTP server driven by the real SDK; none patches the client.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +18,8 @@ from typing import Any
 import pytest
 import stripe
 
+from tests.servers import LocalStripe, free_port, wait_for_port  # noqa: F401
+
 BIN = Path(sys.executable).parent
 KEY = "sk_test_gatewayTests0000000001"
 LIVE_KEY = "sk_live_gatewayTests0000000001"
@@ -29,49 +28,12 @@ NO_READ_KEY = "rk_test_cannotRead0000000001"
 stripe.enable_telemetry = False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-class LocalStripeServer:
-    """localstripe in its own process, from scratch, in its own working directory."""
+class LocalStripeServer(LocalStripe):
+    """localstripe, with an SDK client outside the gateway for arranging and looking."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [str(BIN / "localstripe"), "--port", str(self.port), "--from-scratch"],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(self.port)
-        except RuntimeError:
-            self.stop()
-            raise
-        self.url = f"http://127.0.0.1:{self.port}"
-        # An SDK client outside the gateway, for arranging data and looking at it.
+        super().__init__(workdir)
         self.sdk = stripe.StripeClient(KEY, base_addresses={"api": self.url})
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.conftest import LocalStripe
 from tests.integration.dbtproj import BIN, REPO_ROOT, DbtProject, new_project
+from tests.servers import LocalStripe
 
 
 def client(server: LocalStripe) -> stripe.StripeClient:

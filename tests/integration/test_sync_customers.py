@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalStripe, drop_postgres_schema
+from tests.conftest import drop_postgres_schema
 from tests.integration.dbtproj import DbtProject, new_project
+from tests.servers import LocalStripe
 
 CRM_ROWS = [
     {"customer_id": "c1", "email": "amy@example.com", "full_name": "Amy Adams",
