@@ -107,6 +107,11 @@ def quiet_dbt_events(debug_log: Path | None = None) -> None:
             )
 
 
+# DuckDB's memory for the sync's own queries when the profile sets none (see
+# DbtSession._limit_duckdb_memory); a profile's `settings: {memory_limit: ...}` wins.
+DUCKDB_MEMORY_LIMIT = "256MB"
+
+
 @dataclass
 class DbtSession:
     """The user's adapter, opened from their profile, with the manifest's macros loaded.
@@ -252,6 +257,19 @@ class DbtSession:
             raise WarehouseError(self._connect_message(exc)) from exc
         if conn.state != ConnectionState.OPEN:
             raise WarehouseError(self._connect_message(RuntimeError("the connection did not open")))
+        self._limit_duckdb_memory(conn)
+
+    def _limit_duckdb_memory(self, conn: Any) -> None:
+        """Cap embedded DuckDB's working memory unless the profile sets its own: DuckDB's
+        default (80% of RAM) lets the diff of a million-row model grow the sync's process
+        past 800 MB; with a cap it spills to disk instead (benchmarks/RESULTS.md, (c))."""
+        if self.adapter_type != "duckdb":
+            return
+        settings = getattr(self.config.credentials, "settings", None) or {}
+        if "memory_limit" in settings or "max_memory" in settings:
+            return
+        with contextlib.suppress(Exception):
+            conn.handle.cursor().execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:
