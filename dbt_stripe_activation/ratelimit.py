@@ -85,9 +85,12 @@ class RateLimiter:
         *,
         endpoint_overrides: Mapping[str, float] | None = None,
         burst: float = 1.0,
-        decrease_factor: float = 0.7,
+        # Gentle cuts, quick recovery: the pacer already runs just under the published limit,
+        # so an isolated 429 is jitter, not a wrong rate (benchmarks/RESULTS.md: 0.7 and a
+        # 2 s quiet period cost ~15% of a test-mode sync's throughput).
+        decrease_factor: float = 0.85,
         floor_rps: float = 1.0,
-        quiet_seconds: float = 2.0,
+        quiet_seconds: float = 1.0,
         recovery_rps_per_second: float | None = None,
         decrease_cooldown_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -135,7 +138,7 @@ class RateLimiter:
         start = max(bucket.last_limited + self._quiet, bucket.recovered_at)
         if now <= start:
             return
-        per_second = self._recovery or max(0.5, 0.05 * bucket.ceiling)
+        per_second = self._recovery or max(0.5, 0.1 * bucket.ceiling)
         bucket.rate = min(bucket.ceiling, bucket.rate + (now - start) * per_second)
         bucket.recovered_at = now
 

@@ -42,6 +42,9 @@ def limiter(
     clock: FakeClock, global_rps: float = 10, endpoint_rps: float = 100, **kw
 ) -> RateLimiter:
     kw.setdefault("concurrency", 4)
+    # The AIMD arithmetic below is worked out for these parameters, not for the defaults.
+    kw.setdefault("decrease_factor", 0.7)
+    kw.setdefault("quiet_seconds", 2.0)
     return RateLimiter(global_rps, endpoint_rps, clock=clock, sleep=clock.sleep, **kw)
 
 
@@ -191,12 +194,15 @@ def test_a_new_429_restarts_the_quiet_period() -> None:
     assert lim.rate() == pytest.approx(6.6)
 
 
-def test_default_recovery_step_is_five_percent_of_the_ceiling() -> None:
+def test_default_cut_and_recovery_step_is_ten_percent_of_the_ceiling() -> None:
     clock = FakeClock()
-    lim = limiter(clock, global_rps=40, quiet_seconds=2)
+    lim = RateLimiter(40, 100, 4, clock=clock, sleep=clock.sleep)
     lim.on_rate_limited(CREATE, None)
-    clock.set(4.0)
-    assert lim.rate() == pytest.approx(28.0 + 2 * 2.0)
+    assert lim.rate() == pytest.approx(34.0)  # cut by 0.85
+    clock.set(2.0)  # 1 s quiet, then 1 s of recovery at 4 requests/s per second
+    assert lim.rate() == pytest.approx(34.0 + 4.0)
+    clock.set(5.0)
+    assert lim.rate() == pytest.approx(40.0)  # never above the ceiling
 
 
 @pytest.mark.parametrize(
@@ -248,7 +254,7 @@ def test_a_thread_sleeping_for_its_slot_holds_no_lock() -> None:
         assert wake.wait(10)
         clock.sleep(seconds)
 
-    lim = RateLimiter(1, 100, 4, clock=clock, sleep=blocking_sleep)
+    lim = RateLimiter(1, 100, 4, clock=clock, sleep=blocking_sleep, decrease_factor=0.7)
     lim.acquire(CREATE)  # t=0: no wait
     sleeper = threading.Thread(target=lim.acquire, args=(CREATE,))
     sleeper.start()
