@@ -150,15 +150,29 @@ class Engine:
                 result.reads = self.gateway.stats.reads - reads_before
                 result.writes = self.gateway.stats.writes - writes_before
             if not opts.dry_run:
-                try:
-                    self.warehouse.record_run(RunRecord(
-                        run_id, spec.model.unique_id, "sync", started_at,
-                        finished_at=datetime.now(timezone.utc), counts=dict(result.counts),
-                        status=result.status,
-                    ))
-                finally:
-                    self.warehouse.release_lock(spec.model, self.owner)
+                self._finish_run(spec, run_id, started_at, result)
         return result
+
+    def _finish_run(
+        self, spec: SyncSpec, run_id: str, started_at: datetime, result: ModelResult
+    ) -> None:
+        """Record the run's end and free the lock. With the warehouse gone this fails too: the
+        run is then an error in the result (so the results file still says what happened),
+        never an exception that masks the first one; a dead process's lock is taken over."""
+        try:
+            try:
+                self.warehouse.record_run(RunRecord(
+                    run_id, spec.model.unique_id, "sync", started_at,
+                    finished_at=datetime.now(timezone.utc), counts=dict(result.counts),
+                    status=result.status,
+                ))
+            finally:
+                self.warehouse.release_lock(spec.model, self.owner)
+        except Exception as exc:  # noqa: BLE001 - reported with the result
+            if result.exception is None:
+                result.status = "error"
+                result.error = redact(str(exc))
+                result.exception = exc
 
     def _acquire_lock(self, spec: SyncSpec) -> None:
         try:

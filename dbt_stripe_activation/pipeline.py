@@ -113,14 +113,41 @@ def _warn_api_base(console: Console, api_base: str | None) -> None:
 
 
 def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manifest, list[SyncSpec]]:
+    """The selected models' specs, validated; ConfigError when none is left to sync."""
     manifest = load_manifest(settings)
     models = manifest.synced_models()
     if common.select or common.exclude:
         chosen = select_models(settings, common.select, common.exclude)
+        if not chosen:
+            raise ConfigError(
+                _selection_text(common) + " matches no model of the project. Check the model "
+                "names (`dbt ls` lists them), or run without --select to sync every model with "
+                "a stripe_activation block."
+            )
         models = [m for m in models if m.unique_id in chosen]
+        if not models:
+            names = sorted(manifest.models[i].name for i in chosen if i in manifest.models)
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ConfigError(
+                f"No model to sync: {_selection_text(common)} selects {len(names)} model(s) "
+                f"({shown}), none with a `config.meta.stripe_activation` block. Add the block "
+                "as the README shows, or select a model that has one."
+            )
+    if not models:
+        raise ConfigError(
+            "No model to sync: no model of the project has a `config.meta.stripe_activation` "
+            "block. Add one as the README shows, then `dbt parse` (or `dbt run`)."
+        )
     specs = parse_sync_specs(models)
-    check_overlaps(specs)
+    for warning in check_overlaps(specs):
+        _console(stderr=True).print(f"[yellow]Warning:[/] {warning}", highlight=False)
     return manifest, specs
+
+
+def _selection_text(common: CommonOptions) -> str:
+    parts = [f"--select {' '.join(common.select)!r}"] if common.select else []
+    parts += [f"--exclude {' '.join(common.exclude)!r}"] if common.exclude else []
+    return " ".join(parts)
 
 
 def _validate_columns(warehouse: Any, specs: list[SyncSpec]) -> None:
@@ -138,6 +165,36 @@ def _validate_columns(warehouse: Any, specs: list[SyncSpec]) -> None:
             )
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _ensure_bookkeeping(warehouse: Any) -> None:
+    """Create the state tables; a refusal says what was attempted and which grant it needs."""
+    from .warehouse import STATE_TABLE
+
+    try:
+        warehouse.ensure_bookkeeping()
+    except WarehouseError as exc:
+        detail = str(exc).rstrip(". ")
+        if not any(word in detail.lower() for word in _REFUSED_WORDS):
+            raise
+        relation = warehouse.bookkeeping_relation(STATE_TABLE)
+        schema = relation.rsplit(".", 1)[0]
+        raise WarehouseError(
+            f"Cannot create the sync state tables in {schema} ({relation}, ...): {detail}. "
+            "The user of the dbt profile must be allowed to create that schema and its tables "
+            "(PostgreSQL: `grant create on database <database> to <user>`), or an admin "
+            "creates the schema and grants the user USAGE and CREATE on it. Then run again."
+        ) from exc
+
+
+# How warehouses word a missing privilege (PostgreSQL, Snowflake, BigQuery, Databricks...).
+_REFUSED_WORDS = (
+    "permission denied",
+    "insufficient privilege",
+    "not authorized",
+    "access denied",
+    "permission_denied",
+)
 
 
 def run_check(common: CommonOptions) -> int:
@@ -187,7 +244,7 @@ def run_reset(common: CommonOptions) -> int:
     manifest, specs = load_specs(settings, common)
     cleared: dict[str, int] = {}
     with Warehouse.open(settings, manifest) as warehouse:
-        warehouse.ensure_bookkeeping()
+        _ensure_bookkeeping(warehouse)
         for spec in specs:
             cleared[spec.model.name] = warehouse.reset_state(spec.model)
     if common.output == "json":
@@ -210,10 +267,6 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
     err = _console(stderr=True)
     settings = project_settings(common)
     manifest, specs = load_specs(settings, common)
-    if not specs:
-        raise ConfigError(
-            "No model to sync: no selected model has a `config.meta.stripe_activation` block."
-        )
     stripe = stripe_settings(common, request)
     dry_run = request.command == "plan"
     if stripe.mode == "live" and not dry_run and not request.allow_live:
@@ -233,7 +286,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
     error: str | None = None
     with Warehouse.open(settings, manifest) as warehouse:
         _validate_columns(warehouse, specs)
-        warehouse.ensure_bookkeeping()
+        _ensure_bookkeeping(warehouse)
         gateway = StripeGateway(stripe)
         with _progress(err, disabled=json_mode or not err.is_terminal) as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)

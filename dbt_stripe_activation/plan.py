@@ -225,12 +225,17 @@ def idempotency_key(
     """Deterministic: the same write after a crash or a lost response replays in Stripe.
 
     The previous hash is part of an update's key so that A -> B -> A within Stripe's 24 h
-    window is three distinct writes, not a replay of the first.
+    window is three distinct writes, not a replay of the first. A write that failed in an
+    earlier run is retried under a key derived from that failure: Stripe saves its own 500s
+    under the key and replays them to every later request with it, so the old key could
+    never succeed. (A create that did land is found by the key lookup instead of re-sent; a
+    re-sent update sets the same values.)
     """
     previous = row.previous.row_hash if (row.previous and action == "update") else ""
+    failure = row.previous.error if (row.previous and row.previous.outcome == "failed") else None
     material = json.dumps(
         [spec.model.unique_id, spec.object.name, row.key_value, action, stripe_id, previous,
-         params],
+         params, *([failure] if failure else [])],
         sort_keys=True, default=str, separators=(",", ":"),
     )
     return f"dsa-{action}-{hashlib.sha256(material.encode()).hexdigest()[:48]}"

@@ -158,8 +158,8 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
     if r.error:
         console.print(f"  [red]error:[/] {redact(r.error)}", markup=True)
     if r.removed_sample:
-        sample = ", ".join(r.removed_sample[:5])
-        console.print(f"  removed keys are left as they are in Stripe (e.g. {sample})")
+        removed = ", ".join(r.removed_sample[:5])
+        console.print(f"  removed keys are left as they are in Stripe (e.g. {removed})")
     for row in r.problems[:20]:
         console.print(f"  [yellow]{row.action}[/] {row.key!r}: {redact(row.reason or '')}",
                       markup=True, highlight=False)

@@ -424,7 +424,7 @@ class StripeGateway:
         """None when Stripe answers 404 resource_missing (or the object is deleted)."""
         service = self._service(object_name)
         try:
-            obj = self._with_rate_limit_retries(lambda: service.retrieve(object_id))
+            obj = self._with_read_retries(lambda: service.retrieve(object_id))
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
                 return None
@@ -436,9 +436,26 @@ class StripeGateway:
 
     def _read(self, call: Callable[[], T], what: str) -> T:
         try:
-            return self._with_rate_limit_retries(call)
+            return self._with_read_retries(call)
         except stripe.StripeError as exc:
             raise self._error(exc, StripeReadError, what) from None
+
+    def _with_read_retries(self, call: Callable[[], T]) -> T:
+        """Also retry a 5xx that Stripe marked `Stripe-Should-Retry: false` (the SDK stops
+        there): that verdict is about replaying a write, and a read changes nothing. Without
+        it, one such answer on one list page fails the whole model's index."""
+        retries = 0
+        while True:
+            try:
+                return self._with_rate_limit_retries(call)
+            except stripe.APIError as exc:
+                sdk_gave_up = _header(exc.headers, "stripe-should-retry") == "false"
+                if (not sdk_gave_up or (exc.http_status or 0) < 500
+                        or retries >= self.settings.max_network_retries):
+                    raise
+                retries += 1
+                self._meter.retry()
+                self._sleep(self._backoff(retries, None))
 
     # -- writes --------------------------------------------------------------------------
 

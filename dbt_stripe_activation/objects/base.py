@@ -248,7 +248,10 @@ def _as_list(spec: FieldSpec, value: Any) -> list[str]:
             continue
         text = _as_text(item).strip()
         if text:
-            out.append(_check_text(spec, text))
+            try:
+                out.append(_check_text(spec, text))
+            except ValueError as exc:  # name the item: the list may be long
+                raise ValueError(f"item {_short(text)} {exc}") from None
     return out
 
 

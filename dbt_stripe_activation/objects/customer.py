@@ -51,6 +51,13 @@ OVERRIDES: Mapping[str, Mapping[str, Any]] = {
         "max_length": 12,
     },
     "next_invoice_sequence": {"minimum": 1},  # "Defaults to 1": the first invoice number
+    # Each locale is checked for the shape of Stripe's locales, IETF language tags such as
+    # en, fr-CA, es-419 (docs.stripe.com/js/appendix/supported_locales): `en_US` or
+    # `English` is a mistake in the model. Which tags Stripe supports it decides itself.
+    "preferred_locales": {
+        "pattern": r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*",
+        "pattern_reason": "is not a language tag like en, fr-CA or es-419",
+    },
     "payment_method": {"description": "ID of a PaymentMethod to attach to the new customer."},
 }
 
