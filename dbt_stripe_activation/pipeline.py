@@ -266,6 +266,8 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
     console = _console(stderr=json_mode)
     err = _console(stderr=True)
     settings = project_settings(common)
+    # A run refused before it starts must not leave the last run's results for CI to read.
+    (settings.resolved_target_path / "stripe_sync_results.json").unlink(missing_ok=True)
     manifest, specs = load_specs(settings, common)
     stripe = stripe_settings(common, request)
     dry_run = request.command == "plan"

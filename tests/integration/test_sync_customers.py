@@ -122,3 +122,8 @@ def test_second_run_without_changes_makes_no_stripe_call(
                                "not_found": 0, "failed": 0}
     assert {r["key"] for r in model["rejected"]} == {None, "c3", "c5"}
     assert any("is not a valid email address" in r["reason"] for r in model["rejected"])
+
+    # A run refused before it starts (no key here) leaves no stale results behind for CI.
+    refused = project.sync("--output", "json", stripe_url=localstripe.url, api_key="")
+    assert refused.code == 2 and refused.json["error_type"] == "StripeConnectionError"
+    assert not (project.root / "target" / "stripe_sync_results.json").exists()
