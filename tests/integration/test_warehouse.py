@@ -650,9 +650,8 @@ def test_unreachable_warehouse_names_target_and_fix(project: BuiltProject):
     )
 
 
+@pytest.mark.parametrize("project", ["duckdb"], indirect=True)  # DuckDB's one-writer lock
 def test_duckdb_file_held_by_another_process(project: BuiltProject):
-    if project.target != "duckdb":
-        pytest.skip("DuckDB's one-writer file lock")
     holder = subprocess.Popen(
         [
             sys.executable,
