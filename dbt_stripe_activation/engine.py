@@ -8,6 +8,7 @@ keep it from duplicating anything).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -33,6 +34,10 @@ from .plan import (
 from .spec import SyncSpec
 from .stripe_api import StripeGateway, StripeWriteError, redact
 from .warehouse import DiffCounts, DiffRow, DiffStatus, RowOutcome, RunRecord, Warehouse
+
+# Rows named in the report and results file, per model: memory stays bounded however many
+# rows a broken model rejects; every row's outcome is in stripe_sync_row_results anyway.
+MAX_PROBLEMS_REPORTED = 10_000
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
 _OUTCOME_OF_ACTION = {
@@ -82,6 +87,7 @@ class ModelResult:
     diff: DiffCounts | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     problems: list[RowReport] = field(default_factory=list)  # rejected / failed / not_found
+    problems_omitted: int = 0  # beyond MAX_PROBLEMS_REPORTED: in stripe_sync_row_results
     samples: list[RowReport] = field(default_factory=list)  # field-level diffs
     removed_sample: list[str] = field(default_factory=list)
     lookup: str | None = None
@@ -207,12 +213,20 @@ class Engine:
         pending: set[Future[tuple[DiffRow, RowPlan, str, str | None]]] = set()
 
         def collect(futures: set[Future[tuple[DiffRow, RowPlan, str, str | None]]]) -> None:
+            """Record every finished row (a landed create must reach the state even when a
+            sibling failed the run), then raise the first failure."""
             nonlocal done
+            failure: BaseException | None = None
             for future in futures:
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                    continue
                 row, plan, outcome, error = future.result()
                 self._record(spec, result, writer, row, plan, outcome, error)
                 done += 1
             self.on_progress(spec.model.name, done, to_plan)
+            if failure is not None:
+                raise failure
 
         def work(desired: DesiredRow) -> tuple[DiffRow, RowPlan, str, str | None]:
             if abort.is_set():
@@ -263,10 +277,8 @@ class Engine:
                 if pending:
                     abort.set()
                     finished, _ = wait(pending)
-                    for future in finished:
-                        if future.exception() is None:
-                            row, plan, outcome, error = future.result()
-                            self._record(spec, result, writer, row, plan, outcome, error)
+                    with contextlib.suppress(Exception):  # the first failure is raising
+                        collect(finished)
                 writer.flush()
         self.on_progress(spec.model.name, done, to_plan)
 
@@ -311,7 +323,10 @@ class Engine:
     ) -> None:
         result.counts[outcome] += 1
         if outcome in ("rejected", "failed", "not_found"):
-            result.problems.append(RowReport(row.key_value, outcome, plan.stripe_id, error))
+            if len(result.problems) < MAX_PROBLEMS_REPORTED:
+                result.problems.append(RowReport(row.key_value, outcome, plan.stripe_id, error))
+            else:
+                result.problems_omitted += 1
         elif plan.diffs and len(result.samples) < self.options.sample_size:
             result.samples.append(RowReport(row.key_value, plan.action.value, plan.stripe_id,
                                             diffs=plan.diffs))

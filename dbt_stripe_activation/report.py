@@ -79,6 +79,7 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
         "stripe_writes": result.writes,
         "seconds": round(result.seconds, 3),
         **by_action,
+        "problems_omitted": result.problems_omitted,
         "samples": [
             {
                 "key": s.key,

@@ -123,6 +123,10 @@ def test_second_run_without_changes_makes_no_stripe_call(
     assert {r["key"] for r in model["rejected"]} == {None, "c3", "c5"}
     assert any("is not a valid email address" in r["reason"] for r in model["rejected"])
 
+    # --max-failed-pct tolerates rejected rows up to a share of the model: 4 of 6 is 66.7%.
+    assert project.sync("--max-failed-pct", "70", stripe_url=localstripe.url).code == 0
+    assert project.sync("--max-failed-pct", "60", stripe_url=localstripe.url).code == 1
+
     # A run refused before it starts (no key here) leaves no stale results behind for CI.
     refused = project.sync("--output", "json", stripe_url=localstripe.url, api_key="")
     assert refused.code == 2 and refused.json["error_type"] == "StripeConnectionError"
