@@ -31,7 +31,10 @@ def _restricted_key(text: str) -> tuple[str, list[str]]:
 def parse_args(argv: list[str] | None = None) -> tuple[int, EmulatorConfig, bool]:
     parser = argparse.ArgumentParser(
         prog="python -m stripe_emulator",
-        description="A local Stripe API emulator (customers, balance) with fault injection.",
+        description=(
+            "A local Stripe API emulator (customers, products, prices, balance) with fault "
+            "injection."
+        ),
     )
     add = parser.add_argument
     add("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")

@@ -11,15 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ENDPOINTS = (
-    "POST /v1/customers",
-    "POST /v1/customers/{id}",
-    "GET /v1/customers",
-    "GET /v1/customers/{id}",
-    "DELETE /v1/customers/{id}",
-    "GET /v1/customers/search",
-    "GET /v1/balance",
-)
+from .resources import ENDPOINTS  # every resource's endpoint names, e.g. "GET /v1/prices"
+
 # Stripe's published sandbox limits (docs.stripe.com/rate-limits): 25/s global, 25/s per
 # endpoint, 20 reads/s for Search.
 STRIPE_TEST_LIMITS: dict[str, Any] = {

@@ -65,17 +65,44 @@ class EmulatorHandle:
         return dict(self._call("GET", "/_emulator/stats"))
 
     def reset(self, *, stats_only: bool = False) -> None:
-        """Forget customers, idempotency keys, stats and limiter windows (or only stats)."""
+        """Forget every object (customers, products, prices), idempotency keys, stats and
+        limiter windows (or only stats)."""
         self._call("POST", "/_emulator/reset", {"stats_only": stats_only})
 
     def seed(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
         """Insert customers (create params, plus optional id/created) outside the API."""
         return list(self._call("POST", "/_emulator/seed", list(customers))["ids"])
 
+    def seed_products(self, products: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert products (create params, `id` optional, plus optional `created`)."""
+        return self.seed_many(products=products)["products"]
+
+    def seed_prices(self, prices: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert prices (create params: `product` must exist; plus optional id/created)."""
+        return self.seed_many(prices=prices)["prices"]
+
+    def seed_many(self, **items: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+        """Seed several resources in one call (customers, then products, then prices):
+        `seed_many(products=[...], prices=[...])` -> ids by resource name."""
+        payload = {name: list(values) for name, values in items.items()}
+        answer = self._call("POST", "/_emulator/seed", payload)
+        return {name: list(answer[name]) for name in payload}
+
     def customers(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every customer, oldest first, as the API shows them."""
+        return self._dump("customers", include_deleted)
+
+    def products(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Every product, oldest first, archived ones included."""
+        return self._dump("products", include_deleted)
+
+    def prices(self) -> list[dict[str, Any]]:
+        """Every price, oldest first, inactive ones included (prices cannot be deleted)."""
+        return self._dump("prices", False)
+
+    def _dump(self, name: str, include_deleted: bool) -> list[dict[str, Any]]:
         flag = "true" if include_deleted else "false"
-        return list(self._call("GET", f"/_emulator/customers?include_deleted={flag}")["data"])
+        return list(self._call("GET", f"/_emulator/{name}?include_deleted={flag}")["data"])
 
     def stop(self) -> None:
         if self._server is not None:

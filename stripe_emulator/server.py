@@ -1,15 +1,19 @@
-"""The HTTP server: Stripe's v1 customer and balance endpoints, faults, and the control API.
+"""The HTTP server: one router over the resources (stripe_emulator/resources), faults, and the
+control API.
 
-One thread per connection (ThreadingHTTPServer, HTTP/1.1 keep-alive). Latency and slow
-responses are plain sleeps outside every shared lock, so many requests are in flight at once;
-a write to an existing customer sleeps its latency while holding that customer's lock, which is
-what makes concurrent writes to one object collide with lock_timeout as on Stripe.
+Every resource gets the same machinery here: auth, restricted-key permissions, rate limits,
+fault draws, idempotency, object locks, stats. One thread per connection (ThreadingHTTPServer,
+HTTP/1.1 keep-alive). Latency and slow responses are plain sleeps outside every shared lock, so
+many requests are in flight at once; a write to an existing object sleeps its latency while
+holding that object's lock, which is what makes concurrent writes to one object collide with
+lock_timeout as on Stripe.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import random
 import socket
@@ -19,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,16 +31,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors
 from .config import EmulatorConfig
-from .customers import CustomerStore, customer_changes, expand_list, render
 from .errors import ApiError
 from .faults import FaultDraws, FaultPlanner, RateLimiter
 from .forms import canonical, decode
 from .idempotency import IdempotencyStore, SavedResponse
+from .resources import Resource, build_resources
+from .resources.base import Operation
 
 STRIPE_VERSION = "2026-10-28.endive"  # the pinned SDK's version; echoed unless the client sends one
 HOST = "127.0.0.1"
-WRITE_PERMISSION = "rak_customer_write"
-READ_PERMISSION = "rak_customer_read"
 _ALNUM = string.ascii_letters + string.digits
 _request_ids = random.Random()
 
@@ -49,6 +52,8 @@ def _request_id() -> str:
 class Route:
     endpoint: str  # Stripe's name for the operation, e.g. "POST /v1/customers/{id}"
     object_id: str | None = None
+    resource: Resource | None = None
+    operation: Operation | None = None  # the resource's method for this endpoint
 
     @property
     def is_write(self) -> bool:
@@ -56,26 +61,48 @@ class Route:
 
     @property
     def permission(self) -> str:
-        if self.endpoint == "GET /v1/balance":
-            return "rak_balance_read"
-        return WRITE_PERMISSION if self.is_write else READ_PERMISSION
+        """The restricted-key permission this request needs, as its resource names it."""
+        assert self.resource is not None
+        return self.resource.permission(self.endpoint)
+
+    def run(self, params: dict[str, Any]) -> Any:
+        assert self.operation is not None
+        return self.operation(params, self.object_id)
 
 
-def route(method: str, path: str) -> Route | None:
-    parts = [unquote(p) for p in path.strip("/").split("/")]
-    if parts[:1] != ["v1"]:
+class Router:
+    """(method, path) -> Route, from the endpoints the resources declare.
+
+    A template segment in braces (`{id}`) matches any non-empty segment and names the object;
+    literal segments win over it (`/v1/customers/search` before `/v1/customers/{id}`).
+    """
+
+    def __init__(self, resources: Iterable[Resource]) -> None:
+        table: dict[tuple[str, int], list[tuple[tuple[str | None, ...], Route]]] = {}
+        for resource in resources:
+            for endpoint, operation in resource.operations().items():
+                method, template = endpoint.split(" ", 1)
+                segments = tuple(
+                    None if s.startswith("{") else s for s in template.strip("/").split("/")
+                )
+                route = Route(endpoint, None, resource, operation)
+                table.setdefault((method, len(segments)), []).append((segments, route))
+        for candidates in table.values():
+            candidates.sort(key=lambda c: sum(s is None for s in c[0]))
+        self._table = table
+
+    def route(self, method: str, path: str) -> Route | None:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        for segments, template in self._table.get((method, len(parts)), ()):
+            ids: list[str] = []
+            for want, got in zip(segments, parts, strict=True):
+                if want is None and got:
+                    ids.append(got)
+                elif want != got:
+                    break
+            else:
+                return dataclasses.replace(template, object_id=ids[-1] if ids else None)
         return None
-    rest = parts[1:]
-    if rest == ["customers"] and method in ("GET", "POST"):
-        return Route(f"{method} /v1/customers")
-    if rest == ["customers", "search"] and method == "GET":
-        return Route("GET /v1/customers/search")
-    one = len(rest) == 2 and rest[0] == "customers" and rest[1]
-    if one and method in ("GET", "POST", "DELETE"):
-        return Route(f"{method} /v1/customers/{{id}}", rest[1])
-    if rest == ["balance"] and method == "GET":
-        return Route("GET /v1/balance")
-    return None
 
 
 class Stats:
@@ -151,14 +178,21 @@ class EmulatorState:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.store = CustomerStore(
+        self.resources = build_resources(
             seed=config.seed, search_delay=lambda: self.config.search_delay_seconds
         )
+        self.router = Router(self.resources.values())
+        self.store = self.resources["customers"].store  # the customer store, as before
         self.limiter = RateLimiter()
         self.planner = FaultPlanner()
         self.idempotency = IdempotencyStore()
         self.stats = Stats()
         self._config_lock = threading.Lock()
+
+    @property
+    def stored(self) -> list[Resource]:
+        """The resources that keep objects, in build order (customers, products, prices)."""
+        return [r for r in self.resources.values() if r.has_store]
 
     def update_config(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         with self._config_lock:
@@ -169,28 +203,41 @@ class EmulatorState:
         self.stats.reset()
         self.limiter.reset()
         if not stats_only:
-            self.store.reset(self.config.seed)
+            for resource in self.stored:
+                resource.reset(self.config.seed)
             self.planner.reset()
             self.idempotency.reset()
 
     def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
         """Insert customers directly (no API accounting), searchable at once."""
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"seed item {index} is not an object")
-            params = dict(item)
-            customer_id = params.pop("id", None)
-            created = params.pop("created", None)
-            try:
-                changes = customer_changes(params, creating=True)
-                obj = self.store.create(
-                    changes, customer_id=customer_id, created=created, searchable_now=True
-                )
-            except ApiError as exc:
-                raise ValueError(f"seed item {index}: {exc.message}") from exc
-            ids.append(obj["id"])
-        return ids
+        return self.resources["customers"].seed(items)
+
+    def seed_all(self, payload: Any) -> dict[str, Any]:
+        """`POST /_emulator/seed`: a list of customers (`{"ids": [...]}`), or an object of
+        lists by resource name, seeded in build order so prices can name seeded products
+        (`{"ids": [every id], "customers": [...], "products": [...], ...}`)."""
+        if isinstance(payload, list):
+            return {"ids": self.seed(payload)}
+        if not isinstance(payload, dict):
+            raise ValueError(
+                "POST /_emulator/seed takes a JSON list of customers or an object of lists "
+                f"by resource ({', '.join(r.name for r in self.stored)})"
+            )
+        known = {r.name for r in self.stored}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise ValueError(f"cannot seed {', '.join(unknown)}; one of {sorted(known)}")
+        result: dict[str, Any] = {"ids": []}
+        for resource in self.stored:
+            if resource.name not in payload:
+                continue
+            items = payload[resource.name]
+            if not isinstance(items, list):
+                raise ValueError(f"seed {resource.name!r} takes a JSON list")
+            ids = resource.seed(items)
+            result[resource.name] = ids
+            result["ids"].extend(ids)
+        return result
 
 
 class _Drop(Exception):
@@ -278,7 +325,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         config = state.config
         request_id = _request_id()
-        found = route(method, path)
+        found = state.router.route(method, path)
         endpoint = found.endpoint if found else "other"
         idem_key = self.headers.get("Idempotency-Key") if method == "POST" else None
         # Not the idempotency key: stripe-python puts a random one on every POST, and the same
@@ -437,7 +484,8 @@ class Handler(BaseHTTPRequestHandler):
             if found.is_write and found.object_id is not None:
                 if draws.lock_timeout:
                     raise errors.lock_timeout("random_lock_timeout")
-                busy = state.store.object_lock(found.object_id)
+                assert found.resource is not None
+                busy = found.resource.object_lock(found.object_id)
                 if config.lock_wait_ms > 0:
                     acquired = busy.acquire(timeout=config.lock_wait_ms / 1000.0)
                 else:
@@ -449,12 +497,12 @@ class Handler(BaseHTTPRequestHandler):
                 state.stats.executing_delta(1)
                 try:
                     time.sleep(latency)  # holds the object lock and idempotency key meanwhile
-                    data = self._operation(found, params)
+                    data = found.run(params)
                 finally:
                     state.stats.executing_delta(-1)
                 latency = 0.0
             else:
-                data = self._operation(found, params)
+                data = found.run(params)
         except ApiError as exc:
             executed = exc.status not in (400, 409, 429) or exc.fault == "server_error"
             return error_answer(exc), exc.fault, executed, latency
@@ -467,54 +515,6 @@ class Handler(BaseHTTPRequestHandler):
             if draws.drop_response:
                 fault = "dropped_response"
         return _Answer(200, _json_bytes(data), list(headers)), fault, True, latency
-
-    def _operation(self, found: Route, params: dict[str, Any]) -> dict[str, Any]:
-        store = self.server.state.store
-        endpoint, object_id = found.endpoint, found.object_id
-        if endpoint == "POST /v1/customers":
-            obj = store.create(customer_changes(params, creating=True))
-            return render(obj, expand_list(params))
-        if endpoint == "POST /v1/customers/{id}":
-            assert object_id is not None
-            changes = customer_changes(params, creating=False)
-            if not store.exists(object_id):
-                raise errors.no_such("customer", object_id, "id")
-            return render(store.update(object_id, changes), expand_list(params))
-        if endpoint == "GET /v1/customers/{id}":
-            assert object_id is not None
-            for key in params:
-                if key != "expand":
-                    raise errors.unknown_parameter(key)
-            return render(store.retrieve(object_id), expand_list(params))
-        if endpoint == "DELETE /v1/customers/{id}":
-            assert object_id is not None
-            for key in params:
-                raise errors.unknown_parameter(key)
-            return store.delete(object_id)
-        if endpoint == "GET /v1/customers":
-            result = store.list_page(params)
-            expand = expand_list(params, "data.")
-            result["data"] = [render(obj, expand) for obj in result["data"]]
-            return result
-        if endpoint == "GET /v1/customers/search":
-            result = store.search(params)
-            expand = [e for e in _raw_expand(params) if e != "total_count"]
-            expand = [e[5:] if e.startswith("data.") else e for e in expand]
-            result["data"] = [render(obj, expand) for obj in result["data"]]
-            return result
-        if endpoint == "GET /v1/balance":
-            for key in params:
-                if key != "expand":
-                    raise errors.unknown_parameter(key)
-            zero = [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
-            return {
-                "object": "balance",
-                "available": zero,
-                "connect_reserved": [{"amount": 0, "currency": "usd"}],
-                "livemode": False,
-                "pending": zero,
-            }
-        raise errors.unrecognized_url(*endpoint.split(" ", 1))
 
     def _authenticate(self, config: EmulatorConfig) -> str:
         header = self.headers.get("Authorization") or ""
@@ -563,6 +563,7 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
         state = self.server.state
         headers = [("Content-Type", "application/json")]
+        dumps = {r.name: r for r in state.stored}  # GET /_emulator/customers, .../products, ...
         try:
             payload = json.loads(body) if body.strip() else None
             if method == "GET" and path == "/_emulator/health":
@@ -575,21 +576,20 @@ class Handler(BaseHTTPRequestHandler):
                 data = state.update_config(payload).to_dict()
             elif method == "GET" and path == "/_emulator/stats":
                 data = state.stats.snapshot()
-                data["customers"] = state.store.live_count
+                for resource in state.stored:  # live counts: "customers", "products", ...
+                    data[resource.name] = resource.live_count
                 data["idempotency_keys"] = len(state.idempotency)
             elif method == "POST" and path == "/_emulator/reset":
                 stats_only = bool((payload or {}).get("stats_only"))
                 state.reset(stats_only=stats_only)
                 data = {"ok": True, "stats_only": stats_only}
             elif method == "POST" and path == "/_emulator/seed":
-                items = payload.get("customers") if isinstance(payload, dict) else payload
-                if not isinstance(items, list):
-                    raise ValueError("POST /_emulator/seed takes a JSON list of customers")
-                data = {"ids": state.seed(items)}
-            elif method == "GET" and path == "/_emulator/customers":
+                data = state.seed_all(payload)
+            elif method == "GET" and path.removeprefix("/_emulator/") in dumps:
                 flags = parse_qs(query)
                 include_deleted = flags.get("include_deleted", ["false"])[0] == "true"
-                data = {"data": state.store.dump(include_deleted)}
+                resource = dumps[path.removeprefix("/_emulator/")]
+                data = {"data": resource.dump(include_deleted)}
             else:
                 return _Answer(
                     404, _json_bytes({"error": f"no control route {method} {path}"}), headers
@@ -597,15 +597,6 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as exc:
             return _Answer(400, _json_bytes({"error": str(exc)}), headers)
         return _Answer(200, json.dumps(data).encode(), headers)
-
-
-def _raw_expand(params: Mapping[str, Any]) -> list[str]:
-    raw = params.get("expand", "")
-    if raw == "":
-        return []
-    if isinstance(raw, dict):
-        return [raw[k] for k in sorted(raw, key=int)]
-    return list(raw)
 
 
 class _Server(ThreadingHTTPServer):
