@@ -16,38 +16,34 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from .errors import LockHeldError, StripeConnectionError
 from .match import LookupStrategy, Matcher
-from .plan import (
+from .plan import desired_values, plan_row, reject
+from .records import (
+    OUTCOME_OF_ACTION,
     Action,
     DesiredRow,
-    FieldDiff,
+    DiffRow,
+    DiffStatus,
+    Match,
+    ModelResult,
+    Outcome,
     Rejection,
+    RowOutcome,
     RowPlan,
-    desired_values,
-    plan_row,
-    reject,
+    RowReport,
+    RunRecord,
 )
 from .spec import SyncSpec
 from .stripe_api import StripeGateway, StripeWriteError, redact
-from .warehouse import DiffCounts, DiffRow, DiffStatus, RowOutcome, RunRecord, Warehouse
+from .warehouse import Warehouse
 
 # Rows named in the report and results file, per model: memory stays bounded however many
 # rows a broken model rejects; every row's outcome is in stripe_sync_row_results anyway.
 MAX_PROBLEMS_REPORTED = 10_000
-
-OUTCOMES = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
-_OUTCOME_OF_ACTION = {
-    Action.CREATE: "created",
-    Action.UPDATE: "updated",
-    Action.UNCHANGED: "unchanged",
-    Action.REJECTED: "rejected",
-    Action.NOT_FOUND: "not_found",
-}
-
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -60,47 +56,6 @@ class SyncOptions:
     flush_every: int = 200  # outcomes per state write-back
     flush_seconds: float = 2.0
     lock_ttl_seconds: int = 3600
-
-
-@dataclass(frozen=True)
-class RowReport:
-    """A row the report names: rejected, failed or not found (with why), or a diff sample."""
-
-    key: str | None
-    action: str
-    stripe_id: str | None = None
-    reason: str | None = None
-    diffs: tuple[FieldDiff, ...] = ()
-
-
-@dataclass
-class ModelResult:
-    """What happened (or, for plan, would happen) to one model."""
-
-    model: str
-    unique_id: str
-    object: str
-    behavior: str
-    key_field: str
-    dry_run: bool
-    run_id: str
-    diff: DiffCounts | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    problems: list[RowReport] = field(default_factory=list)  # rejected / failed / not_found
-    problems_omitted: int = 0  # beyond MAX_PROBLEMS_REPORTED: in stripe_sync_row_results
-    samples: list[RowReport] = field(default_factory=list)  # field-level diffs
-    removed_sample: list[str] = field(default_factory=list)
-    lookup: str | None = None
-    reads: int = 0
-    writes: int = 0
-    seconds: float = 0.0
-    status: str = "running"  # success | partial | error
-    error: str | None = None
-    exception: BaseException | None = field(default=None, repr=False)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 ProgressCallback = Callable[[str, int, int], None]  # (model, rows done, rows to plan)
@@ -144,8 +99,9 @@ class Engine:
                 self.warehouse.record_run(RunRecord(run_id, spec.model.unique_id, "sync",
                                                     started_at))
             self._run(spec, run_id, result)
-            result.status = "success" if not (result.counts["rejected"]
-                                               or result.counts["failed"]) else "partial"
+            result.status = "success" if not (result.counts[Outcome.REJECTED.value]
+                                               or result.counts[Outcome.FAILED.value]) \
+                else "partial"
         except Exception as exc:  # noqa: BLE001 - reported with the partial result
             result.status = "error"
             result.error = redact(str(exc))
@@ -210,9 +166,9 @@ class Engine:
         writer = _OutcomeWriter(self.warehouse, spec, run_id, opts)
         abort = threading.Event()
         done = 0
-        pending: set[Future[tuple[DiffRow, RowPlan, str, str | None]]] = set()
+        pending: set[Future[_Done]] = set()
 
-        def collect(futures: set[Future[tuple[DiffRow, RowPlan, str, str | None]]]) -> None:
+        def collect(futures: set[Future[_Done]]) -> None:
             """Record every finished row (a landed create must reach the state even when a
             sibling failed the run), then raise the first failure."""
             nonlocal done
@@ -228,9 +184,9 @@ class Engine:
             if failure is not None:
                 raise failure
 
-        def work(desired: DesiredRow) -> tuple[DiffRow, RowPlan, str, str | None]:
+        def work(desired: DesiredRow) -> _Done:
             if abort.is_set():
-                return desired.row, _skipped(desired.row), "failed", "run aborted"
+                return desired.row, _skipped(desired.row), Outcome.FAILED, "run aborted"
             try:
                 return self._process(spec, matcher, desired)
             except StripeConnectionError:
@@ -248,8 +204,8 @@ class Engine:
                         if row.status is DiffStatus.UNSYNCED and row.previous is not None:
                             # Rejected or not found last time, unchanged since: say so
                             # again, without a call; it is retried when its data changes.
-                            outcome = row.previous.outcome
-                            plan = RowPlan(key_value=row.key_value, action=Action(outcome),
+                            outcome = Outcome(row.previous.outcome)
+                            plan = RowPlan(key_value=row.key_value, action=Action(outcome.value),
                                            row_hash=row.row_hash, status=row.status,
                                            reason=row.previous.error)
                             self._record(spec, result, writer, row, plan, outcome,
@@ -259,7 +215,7 @@ class Engine:
                         prepared = desired_values(spec, row)
                         if isinstance(prepared, Rejection):
                             plan = reject(spec, prepared)
-                            self._record(spec, result, writer, row, plan, "rejected",
+                            self._record(spec, result, writer, row, plan, Outcome.REJECTED,
                                          plan.reason)
                             done += 1
                             continue
@@ -282,66 +238,120 @@ class Engine:
                 writer.flush()
         self.on_progress(spec.model.name, done, to_plan)
 
-    def _process(
-        self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow
-    ) -> tuple[DiffRow, RowPlan, str, str | None]:
+    def _process(self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow) -> _Done:
         """Match, plan and (unless dry run) write one row; runs on a worker thread."""
         match = matcher.match(desired)
         plan = plan_row(spec, desired, match)
-        if self.options.dry_run or plan.action not in (Action.CREATE, Action.UPDATE):
-            return desired.row, plan, _OUTCOME_OF_ACTION[plan.action], plan.reason
+        if self.options.dry_run or plan.action not in _WRITES:
+            return desired.row, plan, OUTCOME_OF_ACTION[plan.action], plan.reason
         try:
-            return desired.row, self._write(spec, plan), _OUTCOME_OF_ACTION[plan.action], None
+            return desired.row, self._write(spec, matcher, desired, plan), \
+                OUTCOME_OF_ACTION[plan.action], None
         except StripeWriteError as exc:
             if exc.code == "resource_missing" and match.source == "state":
                 # Deleted in Stripe since our last sync: find the key again from Stripe.
-                matcher.forget(plan.stripe_id or "")
+                matcher.forget(plan.stripe_id or plan.replaces or "")
                 plan = plan_row(spec, desired, matcher.match(desired, ignore_state=True))
-                if plan.action not in (Action.CREATE, Action.UPDATE):
-                    return desired.row, plan, _OUTCOME_OF_ACTION[plan.action], plan.reason
+                if plan.action not in _WRITES:
+                    return desired.row, plan, OUTCOME_OF_ACTION[plan.action], plan.reason
                 try:
-                    return (desired.row, self._write(spec, plan),
-                            _OUTCOME_OF_ACTION[plan.action], None)
+                    return (desired.row, self._write(spec, matcher, desired, plan),
+                            OUTCOME_OF_ACTION[plan.action], None)
                 except StripeWriteError as again:
                     exc = again
-            outcome = "failed" if exc.retryable else "rejected"
+            outcome = Outcome.FAILED if exc.retryable else Outcome.REJECTED
             return desired.row, plan, outcome, f"Stripe: {exc}"
 
-    def _write(self, spec: SyncSpec, plan: RowPlan) -> RowPlan:
+    def _write(
+        self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow, plan: RowPlan
+    ) -> RowPlan:
         assert self.gateway is not None and plan.idempotency_key is not None
-        name = spec.object.name
+        service = spec.object.service
         if plan.action is Action.CREATE:
-            created = self.gateway.create(name, plan.params, plan.idempotency_key)
+            created = self.gateway.create(service, plan.params, plan.idempotency_key)
             return replace(plan, stripe_id=created["id"])
+        if plan.action is Action.REPLACE:
+            return self._replace(spec, matcher, desired, plan)
         assert plan.stripe_id is not None
-        self.gateway.update(name, plan.stripe_id, plan.params, plan.idempotency_key)
+        self.gateway.update(service, plan.stripe_id, plan.params, plan.idempotency_key)
         return plan
+
+    def _replace(
+        self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow, plan: RowPlan
+    ) -> RowPlan:
+        """Create the replacement, then archive the old object.
+
+        A run killed between the two left the replacement in Stripe already, carrying the
+        key: one strongly consistent read by the key finds it, so the re-run archives the
+        old object instead of creating a second replacement (idempotency keys alone would
+        only cover 24 hours).
+        """
+        assert self.gateway is not None and plan.replaces is not None
+        service = spec.object.service
+        found = matcher.lookup(desired)
+        others = [i for i in found.stripe_ids if i != plan.replaces]
+        if len(others) > 1:
+            raise StripeWriteError(
+                f"key {spec.key.field}={desired.row.key_value!r} matches {len(others)} "
+                f"Stripe {spec.object.name}s besides {plan.replaces} ({', '.join(others)}); "
+                "refusing to pick one", code="ambiguous", retryable=False, status=None)
+        if others:
+            new_id = others[0]
+            follow = plan_row(spec, desired, Match((new_id,), found.candidates.get(new_id)))
+            if follow.action is Action.UPDATE and follow.idempotency_key:
+                self.gateway.update(service, new_id, follow.params, follow.idempotency_key)
+            elif follow.action is Action.REPLACE:
+                raise StripeWriteError(
+                    f"{spec.object.name} {new_id} already carries key "
+                    f"{spec.key.field}={desired.row.key_value!r} beside {plan.replaces}, with "
+                    f"other {', '.join(follow.forced_by)}; archive one of them in Stripe",
+                    code="ambiguous", retryable=False, status=None)
+        else:
+            assert plan.idempotency_key is not None
+            new_id = self.gateway.create(service, plan.params, plan.idempotency_key)["id"]
+        assert plan.archive_idempotency_key is not None
+        try:
+            self.gateway.update(service, plan.replaces, plan.archive_params,
+                                plan.archive_idempotency_key)
+        except StripeWriteError as exc:
+            if exc.code != "resource_missing":  # gone already: nothing left to archive
+                raise
+        return replace(plan, stripe_id=new_id)
 
     def _record(
         self, spec: SyncSpec, result: ModelResult, writer: _OutcomeWriter, row: DiffRow,
-        plan: RowPlan, outcome: str, error: str | None, persist: bool = True,
+        plan: RowPlan, outcome: Outcome, error: str | None, persist: bool = True,
     ) -> None:
-        result.counts[outcome] += 1
-        if outcome in ("rejected", "failed", "not_found"):
+        result.counts[outcome.value] += 1
+        if outcome.is_problem:
             if len(result.problems) < MAX_PROBLEMS_REPORTED:
-                result.problems.append(RowReport(row.key_value, outcome, plan.stripe_id, error))
+                result.problems.append(
+                    RowReport(row.key_value, outcome.value, plan.stripe_id or plan.replaces,
+                              error))
             else:
                 result.problems_omitted += 1
         elif plan.diffs and len(result.samples) < self.options.sample_size:
-            result.samples.append(RowReport(row.key_value, plan.action.value, plan.stripe_id,
-                                            diffs=plan.diffs))
+            result.samples.append(RowReport(row.key_value, plan.action.value,
+                                            plan.stripe_id, diffs=plan.diffs,
+                                            forced_by=plan.forced_by, replaces=plan.replaces))
         if self.options.dry_run or not persist:
             return
-        succeeded = outcome in ("created", "updated", "unchanged")
+        # A replace that failed leaves the old object as the key's object.
+        stripe_id = plan.stripe_id if outcome.succeeded or outcome is Outcome.SKIPPED else None
         writer.add(RowOutcome(
             key_value=row.key_value,
             action=plan.action.value,
-            outcome=outcome,
-            stripe_id=plan.stripe_id or (row.previous.stripe_id if row.previous else None),
+            outcome=outcome.value,
+            stripe_id=stripe_id or plan.stripe_id or (
+                row.previous.stripe_id if row.previous else None),
             row_hash=row.row_hash,
-            synced_values=plan.synced_values if succeeded else None,
+            synced_values=plan.synced_values if outcome.succeeded else None,
             error=error,
         ))
+
+
+_WRITES = (Action.CREATE, Action.UPDATE, Action.REPLACE)
+_Done = tuple[DiffRow, RowPlan, Outcome, "str | None"]
 
 
 def _skipped(row: DiffRow) -> RowPlan:

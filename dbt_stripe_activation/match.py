@@ -2,8 +2,10 @@
 
 Three sources, cheapest first: the sync state (the id we wrote last time, no read), an
 index built by listing every object 100 per page (ceil(N/100) reads for any number of
-keys), or one strongly consistent lookup per key. Search is never used: it is eventually
-consistent, so it cannot decide whether to create.
+keys), or one strongly consistent lookup per key (retrieve by id, or an exact list filter
+such as `email` or `lookup_keys`). Which lookups a key kind has comes from the object's
+contract. Search is never used: it is eventually consistent, so it cannot decide whether
+to create.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from enum import Enum
 from typing import Any
 
 from .objects.base import flatten_object, normalize_key
-from .plan import NO_MATCH, DesiredRow, Match
-from .spec import KeyKind, SyncSpec
+from .objects.contract import KeyLookup
+from .records import NO_MATCH, DesiredRow, Match
+from .spec import SyncSpec
 from .stripe_api import StripeGateway
 
 # Below this many unknown keys, per-key lookups cost fewer reads than listing an account
@@ -54,14 +57,15 @@ class Matcher:
         if unknown_keys == 0:
             self.chosen = LookupStrategy.PER_ROW
             return
+        lookup = self.spec.key.spec.lookup
         strategy = self.strategy
         if strategy is LookupStrategy.AUTO:
-            # Metadata has no exact list filter: listing is the only consistent lookup.
-            if self.spec.key.kind is KeyKind.METADATA or unknown_keys > PER_ROW_LOOKUP_MAX:
-                strategy = LookupStrategy.INDEX
-            else:
-                strategy = LookupStrategy.PER_ROW
-        if self.spec.key.kind is KeyKind.METADATA:
+            strategy = (
+                LookupStrategy.INDEX
+                if lookup is KeyLookup.INDEX or unknown_keys > PER_ROW_LOOKUP_MAX
+                else LookupStrategy.PER_ROW
+            )
+        if lookup is KeyLookup.INDEX:  # no exact filter: listing is the only consistent way
             strategy = LookupStrategy.INDEX
         self.chosen = strategy
         if strategy is LookupStrategy.INDEX:
@@ -69,21 +73,15 @@ class Matcher:
 
     def _build_index(self) -> None:
         index: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for obj in self.gateway.iter_all(self.spec.object.name):
+        for obj in self.gateway.iter_all(self.spec.object.service):
             key = self._key_of(obj)
             if key is not None:
-                index[key].append((obj["id"], flatten_object(obj, self._paths)))
+                index[key].append((obj["id"], self._flat(obj)))
         self._index = dict(index)
 
     def _key_of(self, obj: Mapping[str, Any]) -> str | None:
-        kind = self.spec.key.kind
-        if kind is KeyKind.ID:
-            raw = obj.get("id")
-        elif kind is KeyKind.EMAIL:
-            raw = obj.get("email")
-        else:
-            raw = (obj.get("metadata") or {}).get(self.spec.key.metadata_name)
-        return normalize_key(kind.value, raw)
+        raw = flatten_object(obj, [self.spec.key.field])[self.spec.key.field]
+        return normalize_key(raw, casefold=self.spec.key.casefold)
 
     def match(self, desired: DesiredRow, *, ignore_state: bool = False) -> Match:
         row = desired.row
@@ -93,28 +91,36 @@ class Matcher:
         if self._index is not None:
             found = self._index.get(row.key_value or "", [])
             return _to_match(found)
-        return self._lookup(desired)
+        return self.lookup(desired)
 
-    def _lookup(self, desired: DesiredRow) -> Match:
+    def lookup(self, desired: DesiredRow) -> Match:
+        """What Stripe holds for the row's key now, read from Stripe (never the state)."""
         key = desired.row.key_value
         if key is None:
             return NO_MATCH
-        kind = self.spec.key.kind
-        name = self.spec.object.name
-        if kind is KeyKind.ID:
-            obj = self.gateway.retrieve(name, key)
+        key_spec = self.spec.key.spec
+        service = self.spec.object.service
+        if key_spec.lookup is KeyLookup.RETRIEVE:
+            obj = self.gateway.retrieve(service, key)
             return NO_MATCH if obj is None else _to_match([(obj["id"], self._flat(obj))])
-        # Email: Stripe's filter is exact and case-sensitive, our rule is case-insensitive:
-        # ask for the value as written and its normalized form (one read each at most).
+        if key_spec.lookup is KeyLookup.INDEX:
+            found = [(obj["id"], self._flat(obj)) for obj in self.gateway.iter_all(service)
+                     if self._key_of(obj) == key]
+            return _to_match(found)
+        # An exact, case-sensitive list filter. For a case-folded key (email) ask for the
+        # value as written and its normalized form (one read each at most).
+        assert key_spec.list_filter is not None
         raw = str(desired.row.values.get(self.spec.key.column) or "").strip()
-        found: dict[str, dict[str, Any]] = {}
-        for candidate in dict.fromkeys([raw, key]):
+        candidates = [raw, key] if key_spec.casefold else [key]
+        found_by_id: dict[str, dict[str, Any]] = {}
+        for candidate in dict.fromkeys(candidates):
             if not candidate:
                 continue
-            for obj in self.gateway.list_by_email(name, candidate):
+            value: Any = [candidate] if key_spec.filter_takes_list else candidate
+            for obj in self.gateway.list(service, {key_spec.list_filter: value}):
                 if self._key_of(obj) == key:
-                    found[obj["id"]] = self._flat(obj)
-        return _to_match(list(found.items()))
+                    found_by_id[obj["id"]] = self._flat(obj)
+        return _to_match(list(found_by_id.items()))
 
     def _flat(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         return flatten_object(obj, self._paths)
@@ -135,4 +141,4 @@ def _to_match(found: list[tuple[str, dict[str, Any]]]) -> Match:
         return NO_MATCH
     ids = tuple(sorted(stripe_id for stripe_id, _ in found))
     current = found[0][1] if len(found) == 1 else None
-    return Match(ids, current)
+    return Match(ids, current, candidates=dict(found))

@@ -26,13 +26,19 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .errors import ConfigError, LiveModeError, StripeConnectionError, WarehouseError
+from .errors import (
+    ConfigError,
+    LiveModeError,
+    ProjectError,
+    StripeConnectionError,
+    WarehouseError,
+)
 from .project import Manifest, ProjectSettings, load_manifest, select_models
 from .spec import SyncSpec, check_overlaps, parse_sync_specs
 
 if TYPE_CHECKING:
     from .cli import CommonOptions
-    from .engine import ModelResult
+    from .records import ModelResult
     from .stripe_api import StripeSettings
 
 
@@ -138,7 +144,7 @@ def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manife
             "No model to sync: no model of the project has a `config.meta.stripe_activation` "
             "block. Add one as the README shows, then `dbt parse` (or `dbt run`)."
         )
-    specs = parse_sync_specs(models)
+    specs = parse_sync_specs(models, manifest.models)
     for warning in check_overlaps(specs):
         _console(stderr=True).print(f"[yellow]Warning:[/] {warning}", highlight=False)
     return manifest, specs
@@ -151,17 +157,34 @@ def _selection_text(common: CommonOptions) -> str:
 
 
 def _validate_columns(warehouse: Any, specs: list[SyncSpec]) -> None:
-    """Every mapped column must exist in the built relation, checked before any API call."""
+    """Every mapped column must exist in the built relation, checked before any API call;
+    one error lists every model's missing columns."""
     problems = []
     for spec in specs:
-        columns = {c.lower(): c for c in warehouse.relation_columns(spec.model)}
-        missing = [c for c in spec.columns if c not in columns and c.lower() not in columns]
-        if missing:
+        try:
+            warehouse.resolve_columns(spec)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _check_references(warehouse: Any, specs: list[SyncSpec]) -> None:
+    """A referenced model that this run does not sync must have synced before: its state
+    is where references resolve. Checked before any API call."""
+    syncing = {spec.model.unique_id for spec in specs}
+    problems = []
+    for spec in specs:
+        for mapping in spec.references:
+            assert mapping.ref is not None
+            target = mapping.ref.model
+            if target.unique_id in syncing or warehouse.state_count(target) > 0:
+                continue
             problems.append(
-                f"{spec.model.label}: column(s) {', '.join(repr(c) for c in missing)} mapped "
-                f"in stripe_activation are not in {spec.model.relation_name} (columns: "
-                f"{', '.join(sorted(columns.values()))}). Fix the mapping or the model, then "
-                "`dbt run`."
+                f"{spec.model.label}: stripe_activation.fields.{mapping.path}: references "
+                f"model '{target.name}', which has no sync state yet, so no key of it "
+                f"resolves to a Stripe {mapping.ref.object_name}. Sync '{target.name}' first "
+                f"(dbt-stripe-sync --select {target.name}), or select both models."
             )
     if problems:
         raise ConfigError("\n".join(problems))
@@ -197,6 +220,21 @@ _REFUSED_WORDS = (
 )
 
 
+def _check_probes(settings: ProjectSettings) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each synced object's permission probe (a restricted key must read every object the
+    project syncs); the customers probe when the project cannot be read yet."""
+    try:
+        manifest = load_manifest(settings)
+        specs = parse_sync_specs(manifest.synced_models(), manifest.models)
+    except (ConfigError, ProjectError):
+        specs = []
+    probes: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for spec in specs:
+        obj = spec.object
+        probes.setdefault(obj.service, (obj.service, obj.check.method, dict(obj.check.params)))
+    return list(probes.values()) or [("customers", "list", {"limit": 1})]
+
+
 def run_check(common: CommonOptions) -> int:
     from .report import dumps
     from .stripe_api import StripeGateway
@@ -209,7 +247,7 @@ def run_check(common: CommonOptions) -> int:
     try:
         stripe = stripe_settings(common)
         _warn_api_base(_console(stderr=True), stripe.api_base)
-        result = StripeGateway(stripe).check()
+        result = StripeGateway(stripe).check(_check_probes(settings))
         report["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
                             "method": result.method, "api_base": result.api_base,
                             "detail": result.detail}
@@ -289,6 +327,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
     with Warehouse.open(settings, manifest) as warehouse:
         _validate_columns(warehouse, specs)
         _ensure_bookkeeping(warehouse)
+        _check_references(warehouse, specs)
         gateway = StripeGateway(stripe)
         with _progress(err, disabled=json_mode or not err.is_terminal) as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)

@@ -1,7 +1,9 @@
 """Planning: one warehouse row + what Stripe holds for its key -> the action to take.
 
 Pure functions, no I/O: the engine feeds them the diff rows and the match results, and
-`plan` and `sync` share them, so the preview predicts exactly what a sync does.
+`plan` and `sync` share them, so the preview predicts exactly what a sync does. What
+differs between objects (create-only fields, replacements, archive params) comes from the
+object's contract; nothing here names an object.
 """
 
 from __future__ import annotations
@@ -9,93 +11,36 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from .objects.base import build_params, convert_value, resolve_field, validate_values
-from .spec import Behavior, NullPolicy, SyncSpec
-from .warehouse import DiffRow, DiffStatus
-
-
-class Action(str, Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    UNCHANGED = "unchanged"
-    REJECTED = "rejected"
-    NOT_FOUND = "not_found"
-
-
-@dataclass(frozen=True)
-class FieldDiff:
-    path: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True)
-class DesiredRow:
-    """A row converted to Stripe values: path -> value; None means "unset" (null_values: clear).
-
-    Paths whose column is null under `skip` are absent: they leave Stripe as it is.
-    """
-
-    row: DiffRow
-    values: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Rejection:
-    row: DiffRow
-    reason: str
-
-
-@dataclass(frozen=True)
-class Match:
-    """What Stripe holds for a key: no object, one (with its current values), or several."""
-
-    stripe_ids: tuple[str, ...] = ()
-    current: Mapping[str, Any] | None = None  # flat values of the mapped paths (one match)
-    source: str = "lookup"  # lookup | state
-
-    @property
-    def ambiguous(self) -> bool:
-        return len(self.stripe_ids) > 1
-
-
-NO_MATCH = Match()
-
-
-@dataclass(frozen=True)
-class RowPlan:
-    """The action for one row, with everything needed to perform and record it."""
-
-    key_value: str | None
-    action: Action
-    row_hash: str
-    status: DiffStatus
-    stripe_id: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    diffs: tuple[FieldDiff, ...] = ()
-    # The mapped paths' values Stripe holds once the action is done (state's synced_values).
-    synced_values: Mapping[str, Any] | None = None
-    reason: str | None = None
-    idempotency_key: str | None = None
+from .records import (
+    Action,
+    DesiredRow,
+    DiffRow,
+    DiffStatus,
+    FieldDiff,
+    Match,
+    Rejection,
+    RowPlan,
+)
+from .spec import Behavior, FieldMapping, NullPolicy, SyncSpec
 
 
 def desired_values(spec: SyncSpec, row: DiffRow) -> DesiredRow | Rejection:
-    """Convert and validate a row's mapped columns; the first problems reject the row."""
+    """Convert and validate a row's mapped values; the first problems reject the row."""
     if row.status is DiffStatus.INVALID_KEY:
         return Rejection(row, _invalid_key_reason(spec, row))
     values: dict[str, Any] = {}
     problems: list[str] = []
     for mapping in spec.fields:
-        raw = row.values.get(mapping.column)
+        raw = _raw_value(mapping, row, problems)
         target = resolve_field(spec.object, mapping.path)
         try:
             value = convert_value(target, raw)
         except ValueError as exc:
-            problems.append(f"{mapping.path} (column {mapping.column}): {exc}")
+            problems.append(f"{mapping.path} ({mapping.source}): {exc}")
             continue
         if value is None or value == "" or value == []:
             if mapping.null_values is NullPolicy.CLEAR:
@@ -106,6 +51,29 @@ def desired_values(spec: SyncSpec, row: DiffRow) -> DesiredRow | Rejection:
     if problems:
         return Rejection(row, "; ".join(problems))
     return DesiredRow(row, values)
+
+
+_UNRESOLVED = object()
+
+
+def _raw_value(mapping: FieldMapping, row: DiffRow, problems: list[str]) -> Any:
+    """The value a mapping gives this row: the column, the constant, or the Stripe id the
+    referenced model synced the column's key to (from its state: no Stripe read)."""
+    if mapping.is_constant:
+        return mapping.constant
+    raw = row.values.get(mapping.column or "")
+    if mapping.ref is None or raw is None or (isinstance(raw, str) and not raw.strip()):
+        return raw
+    resolved = row.references.get(mapping.path)
+    if resolved is None:
+        ref = mapping.ref
+        problems.append(
+            f"{mapping.path} (ref {ref.label}, column {mapping.column}): key {str(raw)!r} has "
+            f"no Stripe {ref.object_name} in {ref.label}'s sync state (not in that model, "
+            f"rejected there, or not synced yet); sync {ref.label} first"
+        )
+        return None
+    return resolved
 
 
 def _invalid_key_reason(spec: SyncSpec, row: DiffRow) -> str:
@@ -128,50 +96,91 @@ def reject(spec: SyncSpec, rejection: Rejection) -> RowPlan:
 
 
 def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
-    """Decide create / update / unchanged / not_found / rejected for one valid row."""
+    """Decide create / update / replace / unchanged / skip / not_found / rejected."""
     row = desired.row
     base = RowPlan(key_value=row.key_value, action=Action.UNCHANGED, row_hash=row.row_hash,
                    status=row.status)
+    obj = spec.object
     if match.ambiguous:
         ids = ", ".join(match.stripe_ids)
-        return _replace(base, action=Action.REJECTED,
-                        reason=f"key {spec.key.field}={row.key_value!r} matches "
-                        f"{len(match.stripe_ids)} Stripe {spec.object.name}s ({ids}); "
-                        "refusing to pick one")
+        return replace(base, action=Action.REJECTED,
+                       reason=f"key {spec.key.field}={row.key_value!r} matches "
+                       f"{len(match.stripe_ids)} Stripe {obj.name}s ({ids}); "
+                       "refusing to pick one")
     if not match.stripe_ids:
         if spec.behavior is Behavior.UPDATE_ONLY:
-            return _replace(base, action=Action.NOT_FOUND,
-                            reason=f"no Stripe {spec.object.name} has "
-                            f"{spec.key.field}={row.key_value!r}")
-        values = {p: v for p, v in desired.values.items() if v is not None}
-        params = build_params(values, create=True, spec=spec.object)
-        diffs = tuple(FieldDiff(p, None, v) for p, v in sorted(values.items()))
-        return _replace(base, action=Action.CREATE, params=params, diffs=diffs,
-                        synced_values=_synced(spec, {}, values),
-                        idempotency_key=idempotency_key(spec, row, "create", params))
+            return replace(base, action=Action.NOT_FOUND,
+                           reason=f"no Stripe {obj.name} has "
+                           f"{spec.key.field}={row.key_value!r}")
+        return _create(spec, desired, base)
     stripe_id = match.stripe_ids[0]
     current = dict(match.current or {})
-    # Create-only fields (test_clock, payment_method) cannot be changed on an existing object.
+    synced = _synced(spec, current, desired.values)
+    if spec.behavior is Behavior.CREATE_ONLY:
+        return replace(base, action=Action.SKIP, stripe_id=stripe_id, synced_values=synced,
+                       reason=f"{obj.name} {stripe_id} exists (create_only leaves it as is)")
     changed = {
         path: value for path, value in desired.values.items()
-        if not resolve_field(spec.object, path).create_only
-        and not _same(current.get(path), value)
+        if not _same(current.get(path), value)
     }
-    synced = _synced(spec, current, desired.values)
+    policy = obj.replace
+    forced = tuple(sorted(
+        path for path in changed
+        if policy is not None and policy.forces(path, current.get(path))
+    ))
+    if forced:
+        return _replace(spec, desired, base, stripe_id, current, forced)
+    # Create-only fields (test_clock, payment_method) are ignored on an existing object.
+    changed = {p: v for p, v in changed.items() if not resolve_field(obj, p).create_only}
     if not changed:
-        return _replace(base, stripe_id=stripe_id, synced_values=synced)
+        return replace(base, stripe_id=stripe_id, synced_values=synced)
     to_send = _with_whole_groups(spec, changed, desired.values)
-    params = build_params(to_send, create=False, spec=spec.object)
+    params = build_params(to_send, create=False, spec=obj)
     diffs = tuple(FieldDiff(p, current.get(p), v) for p, v in sorted(changed.items()))
-    return _replace(base, action=Action.UPDATE, stripe_id=stripe_id, params=params, diffs=diffs,
-                    synced_values=synced,
-                    idempotency_key=idempotency_key(spec, row, "update", params, stripe_id))
+    return replace(base, action=Action.UPDATE, stripe_id=stripe_id, params=params, diffs=diffs,
+                   synced_values=synced,
+                   idempotency_key=idempotency_key(spec, row, "update", params, stripe_id))
 
 
-def _replace(plan: RowPlan, **changes: Any) -> RowPlan:
-    from dataclasses import replace
+def _create(spec: SyncSpec, desired: DesiredRow, base: RowPlan) -> RowPlan:
+    values = {p: v for p, v in desired.values.items() if v is not None}
+    params = build_params(values, create=True, spec=spec.object)
+    diffs = tuple(FieldDiff(p, None, v) for p, v in sorted(values.items()))
+    return replace(base, action=Action.CREATE, params=params, diffs=diffs,
+                   synced_values=_synced(spec, {}, values),
+                   idempotency_key=idempotency_key(spec, desired.row, "create", params))
 
-    return replace(plan, **changes)
+
+def _replace(
+    spec: SyncSpec, desired: DesiredRow, base: RowPlan, old_id: str,
+    current: Mapping[str, Any], forced: tuple[str, ...],
+) -> RowPlan:
+    """A new object with the row's values (and the key: a lookup key is transferred
+    atomically), then the old one archived. The new object starts from the old one's
+    values for what the model does not map as null."""
+    policy = spec.object.replace
+    assert policy is not None
+    values = {p: v for p, v in {**current, **desired.values}.items() if v is not None}
+    values = {p: v for p, v in values.items() if any(m.path == p for m in spec.fields)}
+    params = {**build_params(values, create=True, spec=spec.object),
+              **policy.create_extra_by_key.get(spec.key.spec.kind, {})}
+    archive = dict(policy.archive)
+    if spec.key.metadata_name is not None:
+        # The old object gives up the key, as transfer_lookup_key does for lookup keys, so
+        # that one object per key carries it.
+        archive["metadata"] = {spec.key.metadata_name: ""}
+    diffs = tuple(
+        FieldDiff(p, current.get(p), v) for p, v in sorted(desired.values.items())
+        if not _same(current.get(p), v)
+    )
+    row = desired.row
+    return replace(
+        base, action=Action.REPLACE, stripe_id=None, params=params, diffs=diffs,
+        synced_values=_synced(spec, {}, values),
+        idempotency_key=idempotency_key(spec, row, "replace", params, old_id),
+        replaces=old_id, archive_params=archive, forced_by=forced,
+        archive_idempotency_key=idempotency_key(spec, row, "archive", archive, old_id),
+    )
 
 
 def _same(before: Any, after: Any) -> bool:
@@ -231,7 +240,7 @@ def idempotency_key(
     never succeed. (A create that did land is found by the key lookup instead of re-sent; a
     re-sent update sets the same values.)
     """
-    previous = row.previous.row_hash if (row.previous and action == "update") else ""
+    previous = row.previous.row_hash if (row.previous and action != "create") else ""
     failure = row.previous.error if (row.previous and row.previous.outcome == "failed") else None
     material = json.dumps(
         [spec.model.unique_id, spec.object.name, row.key_value, action, stripe_id, previous,

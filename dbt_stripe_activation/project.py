@@ -81,6 +81,8 @@ class DbtModel:
     # The merged `config.meta.stripe_activation` block (falling back to top-level `meta`).
     sync_block: Any
     declared_columns: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()  # unique ids of the nodes it selects from
+    materialized: str = ""
 
     @property
     def label(self) -> str:
@@ -140,6 +142,8 @@ def _model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
         original_file_path=node.get("original_file_path", ""),
         sync_block=block,
         declared_columns=tuple((node.get("columns") or {}).keys()),
+        depends_on=tuple((node.get("depends_on") or {}).get("nodes") or ()),
+        materialized=str((node.get("config") or {}).get("materialized") or ""),
     )
 
 

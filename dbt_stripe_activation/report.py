@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .engine import OUTCOMES, ModelResult
+from .records import OUTCOMES, ModelResult
 from .stripe_api import redact
 
 EXIT_OK = 0
@@ -85,6 +85,8 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
                 "key": s.key,
                 "action": s.action,
                 "stripe_id": s.stripe_id,
+                **({"replaces": s.replaces, "forced_by": list(s.forced_by)}
+                   if s.replaces else {}),
                 "diffs": [{"field": d.path, "before": _jsonable(d.before),
                            "after": _jsonable(d.after)} for d in s.diffs],
             }
@@ -123,8 +125,8 @@ def write_results_file(target_path: Path, document: dict[str, Any]) -> Path:
 
 
 _PLAN_HEADINGS = {
-    "created": "create", "updated": "update", "unchanged": "unchanged",
-    "rejected": "rejected", "not_found": "not found", "failed": "failed",
+    "created": "create", "updated": "update", "replaced": "replace", "unchanged": "unchanged",
+    "skipped": "skip", "rejected": "rejected", "not_found": "not found", "failed": "failed",
 }
 
 
@@ -166,6 +168,14 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
                       markup=True, highlight=False)
     if len(r.problems) > 20:
         console.print(f"  ... and {len(r.problems) - 20} more in the results file")
+    for sample in r.samples:
+        if sample.replaces:
+            verb = "would replace" if dry_run else "replaced"
+            console.print(
+                f"  [magenta]{verb}[/] {sample.key!r}: {sample.replaces} -> "
+                f"{sample.stripe_id or 'a new ' + r.object} (changed "
+                f"{', '.join(sample.forced_by)}, which Stripe never changes on a {r.object}; "
+                "the old one is archived)", highlight=False)
     if dry_run and r.samples:
         diff_table = Table(title=f"{r.model}: field changes (sample)", title_justify="left")
         for column in ("key", "action", "stripe id", "field", "before", "after"):

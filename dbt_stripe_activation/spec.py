@@ -7,6 +7,7 @@ the model, the setting and the fix.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -21,18 +22,8 @@ from .objects.base import (
     group_members,
     metadata_key_problem,
 )
+from .objects.contract import Behavior, KeySpec
 from .project import DbtModel
-
-
-class Behavior(str, Enum):
-    UPDATE_OR_CREATE = "update_or_create"
-    UPDATE_ONLY = "update_only"
-
-
-class KeyKind(str, Enum):
-    EMAIL = "email"
-    ID = "id"
-    METADATA = "metadata"
 
 
 class NullPolicy(str, Enum):
@@ -44,29 +35,62 @@ class NullPolicy(str, Enum):
 
 @dataclass(frozen=True)
 class SyncKey:
-    """How a row finds its Stripe object: a model column and a Stripe field."""
+    """How a row finds its Stripe object: a model column, a Stripe field and its kind."""
 
     column: str
-    field: str  # "email" | "id" | "metadata.<name>"
-
-    @property
-    def kind(self) -> KeyKind:
-        if self.field.startswith("metadata."):
-            return KeyKind.METADATA
-        return KeyKind(self.field)
+    field: str  # "email" | "id" | "lookup_key" | "metadata.<name>" ...
+    spec: KeySpec  # how the object looks this kind of key up (objects/contract.py)
 
     @property
     def metadata_name(self) -> str | None:
-        return self.field.split(".", 1)[1] if self.kind is KeyKind.METADATA else None
+        if not self.field.startswith(METADATA_PREFIX):
+            return None
+        return self.field[len(METADATA_PREFIX) :]
+
+    @property
+    def casefold(self) -> bool:
+        return self.spec.casefold
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A field filled from another synced model's state: the column holds that model's key,
+    the sync writes the Stripe id that key was synced to."""
+
+    model: DbtModel
+    object_name: str
+    casefold: bool  # how the referenced model normalizes its keys
+
+    @property
+    def label(self) -> str:
+        return self.model.name
+
+
+_NO_CONSTANT = object()
 
 
 @dataclass(frozen=True)
 class FieldMapping:
-    """Stripe field path <- model column, with its null policy."""
+    """Stripe field path <- a model column (optionally a reference), or a constant."""
 
     path: str
-    column: str
+    column: str | None
     null_values: NullPolicy = NullPolicy.SKIP
+    ref: Reference | None = None
+    constant: Any = _NO_CONSTANT
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant is not _NO_CONSTANT
+
+    @property
+    def source(self) -> str:
+        """How messages and the fingerprint name where the value comes from."""
+        if self.is_constant:
+            return "value " + json.dumps(self.constant, sort_keys=True, default=str)
+        if self.ref is not None:
+            return f"ref {self.ref.model.unique_id} column {self.column}"
+        return f"column {self.column}"
 
 
 @dataclass(frozen=True)
@@ -87,14 +111,25 @@ class SyncSpec:
         """Model columns the sync reads, key first, each once."""
         seen: dict[str, None] = {self.key.column: None}
         for mapping in self.fields:
-            seen.setdefault(mapping.column, None)
+            if mapping.column is not None:
+                seen.setdefault(mapping.column, None)
         return tuple(seen)
+
+    @property
+    def references(self) -> tuple[FieldMapping, ...]:
+        return tuple(m for m in self.fields if m.ref is not None)
 
     @property
     def fingerprint(self) -> str:
         """Stable text of the mapping: part of each row's hash, so a changed map resyncs."""
         parts = [self.object.name, self.key.column, self.key.field]
-        parts += [f"{m.path}<-{m.column}:{m.null_values.value}" for m in self.fields]
+        for m in self.fields:
+            if m.ref is None and not m.is_constant:
+                parts.append(f"{m.path}<-{m.column}:{m.null_values.value}")
+            else:
+                parts.append(f"{m.path}<-{m.source}:{m.null_values.value}")
+        if self.behavior is Behavior.CREATE_ONLY:
+            parts.append("create_only")
         return "|".join(parts)
 
 
@@ -102,8 +137,7 @@ class SyncSpec:
 
 SETTINGS = ("object", "behavior", "key", "fields", "null_values")
 KEY_SETTINGS = ("column", "field")
-FIELD_SETTINGS = ("column", "null_values")
-_BEHAVIORS = tuple(b.value for b in Behavior)
+FIELD_SETTINGS = ("column", "null_values", "ref", "value")
 _NULL_POLICIES = tuple(p.value for p in NullPolicy)
 
 
@@ -168,11 +202,18 @@ def _column(value: Any, setting: str, problems: _Problems) -> str | None:
     return value
 
 
+def _or(items: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
 def _parse_key(
     block: Mapping[str, Any], obj: ObjectSpec | None, behavior: Behavior, problems: _Problems
 ) -> SyncKey | None:
     raw = block.get("key")
-    shape = "a mapping with `column` (the model column) and `field` (email, id or metadata.<name>)"
+    choices = obj.key_choices if obj is not None else ("email", "id", "metadata.<name>")
+    allowed = _or(list(choices))
+    shape = f"a mapping with `column` (the model column) and `field` ({allowed})"
     if raw is None:
         problems.add("key", f"is required: {shape}.")
         return None
@@ -190,34 +231,35 @@ def _parse_key(
     if "column" not in raw:
         problems.add("key.column", "is required: the model column holding the key value.")
     field = raw.get("field")
-    key_fields = obj.key_fields if obj is not None else ("email", "id")
-    allowed = ", ".join(key_fields) + " or metadata.<name>"
     if field is None:
         problems.add("key.field", f"is required: the Stripe field the key matches ({allowed}).")
         return None
     if not isinstance(field, str):
         problems.add("key.field", f"must be {allowed}, got {_type_name(field)}.")
         return None
-    if field.startswith(METADATA_PREFIX):
-        problem = metadata_key_problem(obj, field[len(METADATA_PREFIX) :]) if obj else None
+    if obj is None:
+        return None
+    key_spec = obj.key_spec(field)
+    if field.startswith(METADATA_PREFIX) and key_spec is not None:
+        problem = metadata_key_problem(obj, field[len(METADATA_PREFIX) :])
         if problem is not None:
             problems.add("key.field", f"{problem}. Use another metadata key name.")
             return None
-    elif field not in key_fields:
-        options = [*key_fields, "metadata.<name>"]
-        hint = _did_you_mean(field, options)
-        hint = hint if hint != "." else f". Use {allowed}."
-        problems.add("key.field", f"{field!r} cannot be a key{hint}")
+    elif key_spec is None or field == "metadata":
+        hint = _did_you_mean(field, choices)
+        hint = hint if hint != "." else f". A {obj.name} is matched on {allowed}."
+        problems.add("key.field", f"{field!r} cannot be a {obj.name} key{hint}")
         return None
-    if field == "id" and behavior is Behavior.UPDATE_OR_CREATE:
+    if not key_spec.can_create and behavior is not Behavior.UPDATE_ONLY:
+        others = [c for c in choices if obj.key_spec(c.replace("<name>", "x")) is not key_spec]
         problems.add(
             "key.field",
-            "'id' works only with behavior: update_only (Stripe assigns ids, so a row "
-            "without a match cannot be created). Set `behavior: update_only`, or key on "
-            "email or metadata.<name>.",
+            f"{field!r} works only with behavior: update_only (Stripe assigns ids, so a "
+            "row without a match cannot be created). Set `behavior: update_only`, "
+            f"or key on {' or '.join(others)}.",
         )
         return None
-    return SyncKey(column=column, field=field) if column is not None else None
+    return SyncKey(column=column, field=field, spec=key_spec) if column is not None else None
 
 
 def _parse_fields(
@@ -226,6 +268,7 @@ def _parse_fields(
     behavior: Behavior,
     default_nulls: NullPolicy,
     problems: _Problems,
+    models: Mapping[str, DbtModel],
 ) -> list[FieldMapping]:
     raw = block.get("fields")
     if raw is None:
@@ -243,11 +286,12 @@ def _parse_fields(
             problems.add("fields", f"field paths must be strings, got {_type_name(path)} {path!r}.")
             continue
         setting = f"fields.{path}"
-        column, explicit = _field_entry(entry, setting, problems)
+        parsed = _field_entry(entry, setting, problems)
         if obj is not None and not _check_path(obj, path, behavior, setting, problems):
             continue
-        if column is None:
+        if parsed is None:
             continue
+        column, explicit, ref_name, constant = parsed
         nulls = NullPolicy(explicit) if explicit else default_nulls
         target = obj.fields.get(path) if obj is not None else None
         if nulls is NullPolicy.CLEAR and target is not None and not target.unsettable:
@@ -259,50 +303,160 @@ def _parse_fields(
                 continue
             # A model-wide `clear` applies where Stripe can unset; a null here is skipped.
             nulls = NullPolicy.SKIP
-        mappings.append(FieldMapping(path=path, column=column, null_values=nulls))
+        ref = None
+        if ref_name is not None and obj is not None:
+            ref = _resolve_reference(obj, path, ref_name, setting, models, problems)
+            if ref is None:
+                continue
+        if constant is not _NO_CONSTANT:
+            mappings.append(FieldMapping(path=path, column=None, null_values=nulls,
+                                         constant=constant))
+        else:
+            mappings.append(FieldMapping(path=path, column=column, null_values=nulls, ref=ref))
     return mappings
 
 
-def _field_entry(entry: Any, setting: str, problems: _Problems) -> tuple[str | None, str | None]:
-    """(column, explicit null policy) of one `fields` entry: a column or {column, null_values}."""
+_Entry = tuple[str | None, str | None, str | None, Any]
+
+
+def _field_entry(entry: Any, setting: str, problems: _Problems) -> _Entry | None:
+    """(column, explicit null policy, referenced model, constant) of one `fields` entry: a
+    column name, or {column, null_values}, {ref, column} or {value}."""
     if isinstance(entry, str):
-        return _column(entry, setting, problems), None
+        column = _column(entry, setting, problems)
+        return (column, None, None, _NO_CONSTANT) if column is not None else None
     if not isinstance(entry, Mapping):
         problems.add(
             setting,
-            f"must be a model column name (a string) or a mapping {{column: ..., "
-            f"null_values: skip|clear}}, got {_type_name(entry)}.",
+            f"must be a model column name (a string) or a mapping ({{column: ..., "
+            f"null_values: skip|clear}}, {{ref: <model>, column: ...}} or {{value: ...}}), "
+            f"got {_type_name(entry)}.",
         )
-        return None, None
+        return None
     for name in entry:
         if name not in FIELD_SETTINGS:
             problems.add(
                 f"{setting}.{name}",
                 f"is not a field setting{_did_you_mean(str(name), FIELD_SETTINGS)} "
-                "Allowed: column, null_values.",
+                "Allowed: column, null_values, ref, value.",
             )
-    if "column" not in entry:
-        problems.add(f"{setting}.column", "is required: the model column to read.")
-        column = None
-    else:
-        column = _column(entry["column"], f"{setting}.column", problems)
     nulls = entry.get("null_values")
     if nulls is not None and nulls not in _NULL_POLICIES:
         shown = repr(nulls) if isinstance(nulls, str) else _type_name(nulls)
         problems.add(f"{setting}.null_values", f"{shown} is not valid. Use skip or clear.")
         nulls = None
-    return column, nulls
+    if "value" in entry:
+        if "column" in entry or "ref" in entry:
+            problems.add(
+                setting,
+                "sets both a constant (value) and a column: use {value: ...} alone for a "
+                "constant, or {column: ...} to read the model.",
+            )
+            return None
+        value = entry["value"]
+        if isinstance(value, (Mapping, list, tuple)):
+            problems.add(f"{setting}.value", f"must be a single value, got {_type_name(value)}.")
+            return None
+        return None, nulls, None, value
+    if "column" not in entry:
+        problems.add(f"{setting}.column", "is required: the model column to read.")
+        return None
+    column = _column(entry["column"], f"{setting}.column", problems)
+    ref = entry.get("ref")
+    if ref is not None and (not isinstance(ref, str) or not ref.strip()):
+        problems.add(
+            f"{setting}.ref",
+            f"must be the name of another model with a stripe_activation block, got "
+            f"{_type_name(ref)}.",
+        )
+        return None
+    return (column, nulls, ref, _NO_CONSTANT) if column is not None else None
+
+
+def _resolve_reference(
+    obj: ObjectSpec,
+    path: str,
+    name: str,
+    setting: str,
+    models: Mapping[str, DbtModel],
+    problems: _Problems,
+) -> Reference | None:
+    """The synced model a `{ref: name}` names, checked against what the field holds."""
+    found = [m for m in models.values() if m.name == name]
+    if not found:
+        hint = _did_you_mean(name, sorted({m.name for m in models.values()}))
+        problems.add(
+            f"{setting}.ref",
+            f"names model {name!r}, which is not in the project{hint}" if hint != "."
+            else f"names model {name!r}, which is not in the project. Name a model with a "
+            "stripe_activation block.",
+        )
+        return None
+    if len(found) > 1:
+        problems.add(
+            f"{setting}.ref",
+            f"names model {name!r}, which several packages define "
+            f"({', '.join(m.unique_id for m in found)}); rename one.",
+        )
+        return None
+    target_model = found[0]
+    if target_model.sync_block is None:
+        problems.add(
+            f"{setting}.ref",
+            f"names model {name!r}, which has no stripe_activation block: a reference "
+            "resolves a key to the Stripe id that model synced. Add the block to "
+            f"{name!r}, or map a column holding Stripe ids instead.",
+        )
+        return None
+    block = target_model.sync_block if isinstance(target_model.sync_block, Mapping) else {}
+    object_name = block.get("object")
+    target_obj = OBJECT_SPECS.get(object_name) if isinstance(object_name, str) else None
+    raw_key = block.get("key")
+    key_block: Mapping[str, Any] = raw_key if isinstance(raw_key, Mapping) else {}
+    raw_field = key_block.get("field")
+    key_field = raw_field if isinstance(raw_field, str) else None
+    key_spec = target_obj.key_spec(key_field) if target_obj and key_field else None
+    if target_obj is None or key_spec is None:
+        problems.add(
+            f"{setting}.ref",
+            f"names model {name!r}, whose own stripe_activation block is invalid; fix it "
+            "first (its errors are listed when it is selected).",
+        )
+        return None
+    expected = obj.field_references(path)
+    if not path.startswith(METADATA_PREFIX) and expected is None:
+        problems.add(
+            f"{setting}.ref",
+            f"{path} does not hold the id of another Stripe object, so it cannot be a "
+            "reference. Map it to a column.",
+        )
+        return None
+    if expected is not None and target_obj.name != expected:
+        problems.add(
+            f"{setting}.ref",
+            f"{path} holds a {expected} id, but model {name!r} syncs {target_obj.name}s. "
+            f"Reference a model with object: {expected}.",
+        )
+        return None
+    return Reference(model=target_model, object_name=target_obj.name, casefold=key_spec.casefold)
 
 
 def _check_path(
     obj: ObjectSpec, path: str, behavior: Behavior, setting: str, problems: _Problems
 ) -> bool:
     if path == "id":
-        problems.add(
-            setting,
-            f"a {obj.name}'s id is assigned by Stripe and cannot be written. To match on "
-            "it, use `key: {field: id, column: ...}` with behavior: update_only.",
-        )
+        id_key = obj.keys.get("id")
+        if id_key is not None and id_key.written:
+            text = (
+                f"a {obj.name}'s id is its key: Stripe lets the caller choose it on create. "
+                "Use `key: {field: id, column: ...}` instead of mapping it."
+            )
+        else:
+            text = (
+                f"a {obj.name}'s id is assigned by Stripe and cannot be written. To match on "
+                "it, use `key: {field: id, column: ...}` with behavior: update_only."
+            )
+        problems.add(setting, text)
         return False
     if path == "metadata":
         problems.add(
@@ -334,16 +488,20 @@ def _check_path(
         problems.add(setting, f"{path!r} is not a {obj.name} field Stripe lets you write; {hint}")
         return False
     if target.create_only and behavior is Behavior.UPDATE_ONLY:
+        replaced = obj.replace is not None and path in obj.replace.fields
+        consequence = f" (a change to it needs a new {obj.name})" if replaced else ""
         problems.add(
             setting,
-            f"{path!r} can only be set when Stripe creates a {obj.name}, and behavior is "
-            "update_only. Remove it, or use behavior: update_or_create.",
+            f"{path!r} can only be set when Stripe creates a {obj.name}{consequence}, and "
+            "behavior is update_only. Remove it, or use behavior: update_or_create.",
         )
         return False
     return True
 
 
-def _parse(model: DbtModel) -> tuple[SyncSpec | None, list[str]]:
+def _parse(
+    model: DbtModel, models: Mapping[str, DbtModel] | None = None
+) -> tuple[SyncSpec | None, list[str]]:
     problems = _Problems(model)
     block = model.sync_block
     if not isinstance(block, Mapping):
@@ -351,6 +509,13 @@ def _parse(model: DbtModel) -> tuple[SyncSpec | None, list[str]]:
             f"{model.label}: stripe_activation must be a mapping (object, key, fields, ...), "
             f"got {_type_name(block)}. Write it under `config: meta: stripe_activation:` as "
             "the README shows."
+        )
+        return None, problems.items
+    if model.materialized == "ephemeral":
+        problems.items.append(
+            f"{model.label}: is materialized as ephemeral, so it has no relation in the "
+            "warehouse for the sync to read. Materialize it as a table, view or incremental "
+            "model (`config: materialized: table`)."
         )
         return None, problems.items
     for name in block:
@@ -361,14 +526,16 @@ def _parse(model: DbtModel) -> tuple[SyncSpec | None, list[str]]:
                 f"Allowed: {', '.join(sorted(SETTINGS))}.",
             )
     obj = _parse_object(block, problems)
+    allowed = obj.behaviors if obj is not None else tuple(Behavior)
+    names = [b.value for b in allowed]
     behavior = Behavior(
         _choice(
             block,
             "behavior",
-            _BEHAVIORS,
-            Behavior.UPDATE_OR_CREATE.value,
+            tuple(names),
+            names[0],
             problems,
-            "update_or_create (the default) or update_only",
+            _or([f"{names[0]} (the default)", *names[1:]]),
         )
     )
     default_nulls = NullPolicy(
@@ -383,11 +550,11 @@ def _parse(model: DbtModel) -> tuple[SyncSpec | None, list[str]]:
         )
     )
     key = _parse_key(block, obj, behavior, problems)
-    fields = _parse_fields(block, obj, behavior, default_nulls, problems)
+    fields = _parse_fields(block, obj, behavior, default_nulls, problems, models or {})
     if obj is not None:
         if key is not None:
             fields = _with_key_field(key, fields, problems)
-        _check_whole(obj, key, fields, problems)
+        _check_whole(obj, key, behavior, fields, problems)
     if problems.items or obj is None or key is None:
         return None, problems.items
     spec = SyncSpec(
@@ -419,18 +586,23 @@ def _parse_object(block: Mapping[str, Any], problems: _Problems) -> ObjectSpec |
         return None
 
 
+def _source_text(mapping: FieldMapping) -> str:
+    return f"column {mapping.column!r}" if mapping.ref is None and not mapping.is_constant \
+        else mapping.source
+
+
 def _with_key_field(
     key: SyncKey, fields: list[FieldMapping], problems: _Problems
 ) -> list[FieldMapping]:
     """The key's own field joins the mapped fields, so a created object carries its key."""
-    if key.kind is KeyKind.ID:
+    if not key.spec.written:
         return fields
     same = [m for m in fields if m.path == key.field]
     for mapping in same:
-        if mapping.column != key.column:
+        if mapping.column != key.column or mapping.ref is not None:
             problems.add(
                 f"fields.{key.field}",
-                f"reads column {mapping.column!r}, but key.field {key.field} reads column "
+                f"reads {_source_text(mapping)}, but key.field {key.field} reads column "
                 f"{key.column!r}: a created {key.field} would not be found by its key. Map "
                 f"{key.field} to {key.column!r}, or remove it from fields.",
             )
@@ -440,9 +612,14 @@ def _with_key_field(
 
 
 def _check_whole(
-    obj: ObjectSpec, key: SyncKey | None, fields: list[FieldMapping], problems: _Problems
+    obj: ObjectSpec,
+    key: SyncKey | None,
+    behavior: Behavior,
+    fields: list[FieldMapping],
+    problems: _Problems,
 ) -> None:
-    """Rules over the whole mapping: metadata key count, groups Stripe requires whole."""
+    """Rules over the whole mapping: metadata key count, groups Stripe requires whole,
+    what a create needs, fields that exclude each other."""
     paths = [m.path for m in fields]
     metadata = {p for p in paths if p.startswith(METADATA_PREFIX)}
     if len(metadata) > obj.metadata_max_keys:
@@ -460,6 +637,29 @@ def _check_whole(
                 f"maps {', '.join(mapped)} but not {', '.join(missing)}; Stripe needs "
                 f"{' and '.join(required)} whenever {group} is sent. Map them too.",
             )
+    for exclusive in obj.exclusive:
+        both = [p for p in exclusive if p in paths]
+        if len(both) > 1:
+            problems.add(
+                "fields",
+                f"maps {' and '.join(both)}; Stripe takes only one of them. Map one.",
+            )
+    if behavior is not Behavior.UPDATE_ONLY:
+        missing = [p for p in obj.required_on_create if p not in paths]
+        if missing:
+            problems.add(
+                "fields",
+                f"does not map {', '.join(missing)}, which Stripe requires to create a "
+                f"{obj.name} (behavior {behavior.value}). Map "
+                f"{'it' if len(missing) == 1 else 'them'}, or use behavior: update_only.",
+            )
+        amounts = [g for g in obj.exclusive if not any(p in paths for p in g)]
+        if obj.replace is not None and amounts:
+            options = " or ".join(amounts[0])
+            problems.add(
+                "fields",
+                f"maps no {options}, which Stripe requires to create a {obj.name}. Map one.",
+            )
     if not fields and key is not None:
         problems.add(
             "fields",
@@ -468,26 +668,71 @@ def _check_whole(
         )
 
 
-def parse_sync_spec(model: DbtModel) -> SyncSpec:
+def parse_sync_spec(model: DbtModel, models: Mapping[str, DbtModel] | None = None) -> SyncSpec:
     """Validate one model's `stripe_activation` block; ConfigError lists every problem."""
-    spec, problems = _parse(model)
+    spec, problems = _parse(model, models)
     if spec is None:
         raise ConfigError("\n".join(problems))
     return spec
 
 
-def parse_sync_specs(models: Iterable[DbtModel]) -> list[SyncSpec]:
-    """Validate every model; one ConfigError lists all problems of all models at once."""
+def parse_sync_specs(
+    models: Iterable[DbtModel], project_models: Mapping[str, DbtModel] | None = None
+) -> list[SyncSpec]:
+    """Validate every model; one ConfigError lists all problems of all models at once.
+
+    `project_models` (every model of the manifest, by unique id) resolves references to
+    models that are not selected; without it, only the given models can be referenced.
+    The specs come back in sync order: referenced models first (a cycle is an error).
+    """
+    chosen = list(models)
+    universe = dict(project_models) if project_models is not None else {
+        m.unique_id: m for m in chosen
+    }
     specs: list[SyncSpec] = []
     problems: list[str] = []
-    for model in models:
-        spec, found = _parse(model)
+    for model in chosen:
+        spec, found = _parse(model, universe)
         problems += found
         if spec is not None:
             specs.append(spec)
     if problems:
         raise ConfigError("\n".join(problems))
-    return specs
+    return order_by_references(specs)
+
+
+def order_by_references(specs: list[SyncSpec]) -> list[SyncSpec]:
+    """Referenced models before the models referencing them, otherwise the given order
+    (dbt's); a reference cycle is a ConfigError naming it."""
+    by_id = {spec.model.unique_id: spec for spec in specs}
+    position = {uid: i for i, uid in enumerate(by_id)}
+    ordered: list[SyncSpec] = []
+    state: dict[str, str] = {}
+
+    def visit(uid: str, trail: list[str]) -> None:
+        if state.get(uid) == "done":
+            return
+        if state.get(uid) == "visiting":
+            cycle = trail[trail.index(uid) :] + [uid]
+            names = " -> ".join(by_id[u].model.name if u in by_id else u for u in cycle)
+            raise ConfigError(
+                f"{by_id[uid].model.label}: stripe_activation.fields: references form a "
+                f"cycle ({names}); no model could sync first. Remove one reference (map a "
+                "column of Stripe ids instead)."
+            )
+        state[uid] = "visiting"
+        spec = by_id[uid]
+        deps = sorted({m.ref.model.unique_id for m in spec.references if m.ref is not None},
+                      key=lambda u: position.get(u, -1))
+        for dep in deps:
+            if dep in by_id and dep != uid or dep == uid:
+                visit(dep, [*trail, uid])
+        state[uid] = "done"
+        ordered.append(spec)
+
+    for uid in by_id:
+        visit(uid, [])
+    return ordered
 
 
 def check_overlaps(specs: list[SyncSpec]) -> list[str]:

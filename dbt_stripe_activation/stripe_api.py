@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -49,8 +49,6 @@ _KEY_SHAPE = re.compile(r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+")
 _PERMISSION = re.compile(r"\brak_[a-z0-9_]+")
 # Path segments after a collection that are actions, not ids (`/v1/customers/search`).
 _ACTIONS = frozenset({"search"})
-# Object name (as a SyncSpec names it) -> attribute of `client.v1`.
-_SERVICES = {"customer": "customers", "product": "products", "price": "prices"}
 
 T = TypeVar("T")
 
@@ -339,17 +337,26 @@ class StripeGateway:
 
     # -- connection ---------------------------------------------------------------------
 
-    def check(self) -> ConnectionCheck:
-        """One cheap read that proves the key works: Balance, or a one-customer list for a
-        restricted key (a customer-sync key need not read balances)."""
+    def check(
+        self, probes: Sequence[tuple[str, str, Mapping[str, Any]]] = (
+            ("customers", "list", {"limit": 1}),
+        ),
+    ) -> ConnectionCheck:
+        """One cheap read that proves the key works: Balance for a secret key; for a
+        restricted key (which need not read balances), each synced object's own probe
+        (`probes`: SDK service, method, params), so a missing permission is named now."""
         settings = self.settings
         try:
             if settings.key_kind == "restricted":
-                method = "customers.list"
-                self._with_rate_limit_retries(
-                    lambda: self._client.v1.customers.list(params={"limit": 1})
-                )
-                detail = "GET /v1/customers?limit=1 answered"
+                done = []
+                for service_name, method_name, params in probes:
+                    call = getattr(self._service(service_name), method_name)
+                    self._with_rate_limit_retries(partial(call, params=dict(params)))
+                    query = "&".join(f"{k}={v}" for k, v in params.items())
+                    done.append((f"{service_name}.{method_name}",
+                                 f"GET /v1/{service_name}" + (f"?{query}" if query else "")))
+                method = ", ".join(m for m, _ in done)
+                detail = ", ".join(d for _, d in done) + " answered"
             else:
                 method = "balance"
                 self._with_rate_limit_retries(lambda: self._client.v1.balance.retrieve())
@@ -398,16 +405,18 @@ class StripeGateway:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def list_by_email(self, object_name: str, email: str) -> list[dict[str, Any]]:
-        """Exact, case-sensitive, strongly consistent list filter (one read per 100)."""
-        return list(self._pages(object_name, {"email": email}))
+    def list(self, service_name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A list filter (email=, lookup_keys[]=): exact and strongly consistent, one read
+        per 100 objects."""
+        return list(self._pages(service_name, params))
 
-    def iter_all(self, object_name: str) -> Iterator[dict[str, Any]]:
+    def iter_all(self, service_name: str) -> Iterator[dict[str, Any]]:
         """Every object, 100 per page (one read per page)."""
-        return self._pages(object_name, {})
+        return self._pages(service_name, {})
 
-    def _pages(self, object_name: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        service = self._service(object_name)
+    def _pages(self, service_name: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        object_name = _noun(service_name)
+        service = self._service(service_name)
         starting_after: str | None = None
         while True:
             page_params: dict[str, Any] = {**params, "limit": PAGE_SIZE}
@@ -420,9 +429,10 @@ class StripeGateway:
                 return
             starting_after = items[-1]["id"]
 
-    def retrieve(self, object_name: str, object_id: str) -> dict[str, Any] | None:
+    def retrieve(self, service_name: str, object_id: str) -> dict[str, Any] | None:
         """None when Stripe answers 404 resource_missing (or the object is deleted)."""
-        service = self._service(object_name)
+        object_name = _noun(service_name)
+        service = self._service(service_name)
         try:
             obj = self._with_read_retries(lambda: service.retrieve(object_id))
         except stripe.InvalidRequestError as exc:
@@ -460,18 +470,20 @@ class StripeGateway:
     # -- writes --------------------------------------------------------------------------
 
     def create(
-        self, object_name: str, params: Mapping[str, Any], idempotency_key: str
+        self, service_name: str, params: Mapping[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        service = self._service(object_name)
+        object_name = _noun(service_name)
+        service = self._service(service_name)
         options = {"idempotency_key": _idempotency_key(idempotency_key)}
         return self._write(
             lambda: service.create(params=dict(params), options=options), f"create {object_name}"
         )
 
     def update(
-        self, object_name: str, object_id: str, params: Mapping[str, Any], idempotency_key: str
+        self, service_name: str, object_id: str, params: Mapping[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        service = self._service(object_name)
+        object_name = _noun(service_name)
+        service = self._service(service_name)
         options = {"idempotency_key": _idempotency_key(idempotency_key)}
         # Concurrent writes to one object fail with 429 lock_timeout: ours go one at a time.
         with self._object_lock(object_id):
@@ -502,11 +514,12 @@ class StripeGateway:
 
     # -- shared --------------------------------------------------------------------------
 
-    def _service(self, object_name: str) -> Any:
-        attribute = _SERVICES.get(object_name)
-        if attribute is None:
-            raise ValueError(f"no Stripe service for object {object_name!r}")
-        return getattr(self._client.v1, attribute)
+    def _service(self, service_name: str) -> Any:
+        """`client.v1.<service_name>` ("customers"): the object's contract names it."""
+        service = getattr(self._client.v1, service_name, None)
+        if service is None:
+            raise ValueError(f"the stripe SDK has no service client.v1.{service_name}")
+        return service
 
     def _with_rate_limit_retries(self, call: Callable[[], T]) -> T:
         """Retry 429s (rate limits and lock_timeout) with the same request, hence the same
@@ -553,6 +566,11 @@ class StripeGateway:
             kind_of_error = code or getattr(exc.error, "type", None) or "error"
             text = f"{what}: {status} {kind_of_error}: {message}{request}"
         return kind(redact(text), code=code, retryable=_is_retryable(exc), status=status)
+
+
+def _noun(service_name: str) -> str:
+    """How messages name one object of a service: 'customers' -> 'customer'."""
+    return service_name[:-1] if service_name.endswith("s") else service_name
 
 
 def _idempotency_key(key: str) -> str:

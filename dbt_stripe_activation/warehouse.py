@@ -9,101 +9,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any
 
 from . import __version__
 from .dbt_compat import PACKAGE, DbtSession
 from .errors import ConfigError, LockHeldError, ProjectError, WarehouseError
 from .project import DbtModel, Manifest, ProjectSettings
-from .spec import KeyKind, SyncSpec
+from .records import (
+    OUTCOMES,
+    DiffCounts,
+    DiffRow,
+    DiffStatus,
+    RowOutcome,
+    RunRecord,
+    StateRecord,
+)
+from .spec import SyncSpec
 
-
-class DiffStatus(str, Enum):
-    """Why a row came out of the diff query."""
-
-    NEW = "new"  # key not in state
-    CHANGED = "changed"  # in state, hash differs
-    RETRY = "retry"  # in state with outcome 'failed' (same hash)
-    RESYNC = "resync"  # --full-resync: in state, unchanged, re-planned anyway
-    # Unchanged since a run that rejected it or found no match: reported again with that
-    # outcome and its stored reason, never re-sent (it is retried when its data changes).
-    UNSYNCED = "unsynced"
-    INVALID_KEY = "invalid_key"  # null/empty key, or key shared by several rows
-
-
-@dataclass(frozen=True)
-class StateRecord:
-    """What the last successful (or failed) sync stored for one key."""
-
-    stripe_id: str | None
-    row_hash: str
-    synced_values: Mapping[str, Any]  # Stripe field path -> value last written (JSON)
-    outcome: str  # created | updated | unchanged | rejected | not_found | failed
-    error: str | None
-
-
-@dataclass(frozen=True)
-class DiffRow:
-    """One model row that needs planning."""
-
-    key_value: str | None  # normalized key (email: lower(trim)), None when null/empty
-    values: Mapping[str, Any]  # model column -> python value, for spec.columns
-    row_hash: str
-    status: DiffStatus
-    previous: StateRecord | None
-    duplicate_count: int  # rows in the model sharing this normalized key (1 = unique)
-
-
-@dataclass(frozen=True)
-class DiffCounts:
-    """Counts from the diff, computed in SQL over the whole model."""
-
-    total: int
-    new: int
-    changed: int
-    unchanged: int
-    retry: int
-    removed: int  # keys in state that are no longer in the model
-    invalid_key: int
-    unsynced: int = 0  # unchanged since a run that rejected them or found no match
-
-
-@dataclass(frozen=True)
-class RowOutcome:
-    """The result for one row, written to the state and row-results tables."""
-
-    key_value: str | None
-    action: str  # create | update | unchanged | rejected | not_found
-    outcome: str  # created | updated | unchanged | rejected | not_found | failed
-    stripe_id: str | None
-    row_hash: str
-    synced_values: Mapping[str, Any] | None  # None: keep what the state had
-    error: str | None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of the runs table: one run of one model."""
-
-    run_id: str
-    model_unique_id: str
-    command: str  # sync | plan
-    started_at: datetime
-    finished_at: datetime | None = None
-    counts: Mapping[str, int] | None = None
-    status: str = "running"  # running | success | partial | error
-
-
-MACROS_API_VERSION = 1  # what macros/util.sql's macros_api_version() must return
+MACROS_API_VERSION = 2  # what macros/util.sql's macros_api_version() must return
 
 STATE_TABLE = "stripe_sync_state"
 RUNS_TABLE = "stripe_sync_runs"
 ROW_RESULTS_TABLE = "stripe_sync_row_results"
 LOCKS_TABLE = "stripe_sync_locks"
-COUNT_COLUMNS = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
+COUNT_COLUMNS = OUTCOMES  # one count column per outcome in the runs table
 
 # Rows per INSERT ... VALUES statement and keys per `in (...)` list: few round trips, and
 # well under every driver's limit on bound parameters (state rows have 10 columns).
@@ -294,9 +224,11 @@ class Warehouse:
         conn = self._session.connection("stripe_sync_stream")
         self._streams.append(conn)
         width = len(spec.columns)
+        ref_paths = [m.path for m in spec.references]
         try:
             for raw_rows in self._session.stream(conn, sql, batch_size):
-                batch = [_diff_row(spec.columns, width, raw, full_resync) for raw in raw_rows]
+                batch = [_diff_row(spec.columns, width, raw, full_resync, ref_paths)
+                         for raw in raw_rows]
                 duplicates.update(
                     row.key_value
                     for row in batch
@@ -316,7 +248,7 @@ class Warehouse:
             "removed_keys_sql",
             relation_name=args["relation_name"],
             key_column=args["key_column"],
-            key_is_email=args["key_is_email"],
+            casefold=args["casefold"],
             model_unique_id=spec.model.unique_id,
             limit=int(limit),
         )
@@ -406,6 +338,13 @@ class Warehouse:
                 ],
             )
 
+    def state_count(self, model: DbtModel) -> int:
+        """How many keys the model has in the sync state."""
+        self._ensure()
+        with self._transaction():
+            rows = self._execute(self._statement("state_count_sql"), [model.unique_id], True)
+        return int(rows[0][0] or 0)
+
     def reset_state(self, model: DbtModel) -> int:
         """Delete the model's state rows; return how many."""
         self._ensure()
@@ -470,19 +409,31 @@ class Warehouse:
         return self._session.render_relation(model.database, model.schema, model.alias)
 
     def _diff_args(self, spec: SyncSpec) -> dict[str, Any]:
-        columns = self._resolve_columns(spec)
+        columns = self.resolve_columns(spec)
         return {
             "relation_name": self._relation_name(spec.model),
             "columns": columns,
             "key_column": columns[0],
-            "key_is_email": spec.key.kind is KeyKind.EMAIL,
+            "casefold": spec.key.casefold,
             "model_unique_id": spec.model.unique_id,
             "fingerprint": spec.fingerprint,
+            # Each reference joins the referenced model's state on the column's key, as that
+            # model normalizes its keys: the Stripe id comes from the warehouse, no read.
+            "references": [
+                {
+                    "column_index": spec.columns.index(m.column),
+                    "model_unique_id": m.ref.model.unique_id,
+                    "casefold": m.ref.casefold,
+                }
+                for m in spec.references
+                if m.ref is not None and m.column is not None
+            ],
         }
 
-    def _resolve_columns(self, spec: SyncSpec) -> list[str]:
+    def resolve_columns(self, spec: SyncSpec) -> list[str]:
         """spec.columns as the relation spells them: exact, else the one case-insensitive
-        match (an unquoted `Email` in the block finds PostgreSQL's `email`)."""
+        match (an unquoted `Email` in the block finds PostgreSQL's `email`). The one place
+        mapped columns meet the relation: ConfigError names every missing column."""
         model = spec.model
         if not model.relation_name and model.unique_id not in self._relation_columns:
             raise ConfigError(
@@ -493,32 +444,31 @@ class Warehouse:
         by_lower: dict[str, list[str]] = {}
         for name in actual:
             by_lower.setdefault(name.lower(), []).append(name)
-        resolved = []
+        resolved: list[str] = []
+        missing: list[str] = []
         for wanted in spec.columns:
             if wanted in actual:
                 resolved.append(wanted)
             elif len(by_lower.get(wanted.lower(), [])) == 1:
                 resolved.append(by_lower[wanted.lower()][0])
             else:
-                raise ConfigError(
-                    f"{model.label}: column '{wanted}' ({_setting_of(spec, wanted)}) is not in "
-                    f"{self._relation_name(model)}; add it to the model's select or fix the "
-                    "stripe_activation block, then `dbt run` the model."
-                )
+                missing.append(wanted)
+        if missing:
+            raise ConfigError(
+                f"{model.label}: column(s) {', '.join(repr(c) for c in missing)} mapped in "
+                f"stripe_activation are not in {self._relation_name(model)} (columns: "
+                f"{', '.join(sorted(actual, key=str.lower))}). Fix the mapping or the model, "
+                "then `dbt run`."
+            )
         return resolved
 
 
-def _setting_of(spec: SyncSpec, column: str) -> str:
-    if column == spec.key.column:
-        return "stripe_activation.key.column"
-    paths = [m.path for m in spec.fields if m.column == column]
-    return f"stripe_activation.fields.{paths[0]}" if paths else "stripe_activation"
-
-
 def _diff_row(
-    columns: Sequence[str], width: int, raw: Sequence[Any], full_resync: bool = False
+    columns: Sequence[str], width: int, raw: Sequence[Any], full_resync: bool = False,
+    ref_paths: Sequence[str] = (),
 ) -> DiffRow:
-    """One row of diff_select_sql (by position: the columns, then the fixed tail)."""
+    """One row of diff_select_sql (by position: the columns, the fixed tail, then one
+    resolved Stripe id per reference)."""
     (
         key,
         row_hash,
@@ -550,6 +500,7 @@ def _diff_row(
         status=kind,
         previous=previous,
         duplicate_count=int(duplicate_count),
+        references=dict(zip(ref_paths, raw[width + 10 :], strict=True)),
     )
 
 

@@ -51,6 +51,7 @@
         ('created', 'int', false), ('updated', 'int', false), ('unchanged', 'int', false),
         ('rejected', 'int', false), ('not_found', 'int', false), ('failed', 'int', false),
         ('status', 'string', false), ('tool_version', 'string', false),
+        ('replaced', 'int', false), ('skipped', 'int', false),
       ],
       'primary_key': ['run_id', 'model_unique_id'],
     },
@@ -129,7 +130,8 @@
 
 {#- Create the schema and whichever tables are missing; return the names created. Reads the
     catalog first, so a role that may write the tables but not create schemas works once
-    they exist. Idempotent. -#}
+    they exist. A table an older version created gains the columns added since (nullable,
+    at the end). Idempotent. -#}
 {% macro create_bookkeeping() %}
   {{ return(adapter.dispatch('create_bookkeeping', 'stripe_activation')()) }}
 {% endmacro %}
@@ -141,9 +143,21 @@
   {%- endif -%}
   {%- set created = [] -%}
   {%- for name in stripe_activation.bookkeeping_tables() -%}
-    {%- if adapter.get_relation(database=target.database, schema=schema, identifier=name) is none -%}
+    {%- set existing = adapter.get_relation(database=target.database, schema=schema, identifier=name) -%}
+    {%- if existing is none -%}
       {%- do run_query(stripe_activation.bookkeeping_table_ddl(name)) -%}
       {%- do created.append(name) -%}
+    {%- else -%}
+      {%- set have = [] -%}
+      {%- for column in adapter.get_columns_in_relation(existing) -%}
+        {%- do have.append(column.name | lower) -%}
+      {%- endfor -%}
+      {%- for column in stripe_activation.bookkeeping_tables()[name]['columns'] -%}
+        {%- if column[0] not in have -%}
+          {%- do run_query('alter table ' ~ stripe_activation.bookkeeping_relation(name) ~ ' add column '
+                           ~ column[0] ~ ' ' ~ stripe_activation.bookkeeping_type(column[1])) -%}
+        {%- endif -%}
+      {%- endfor -%}
     {%- endif -%}
   {%- endfor -%}
   {{ return(created) }}

@@ -5,33 +5,54 @@
       relation_name   the model's relation, as the manifest renders it (already quoted)
       columns         the model columns the sync reads, key first, as the warehouse names them
       key_column      the key column (also columns[0])
-      key_is_email    email keys compare lowercased
+      casefold        keys compare lowercased (the object's key kind says so: email)
+      references      one {column_index, model_unique_id, casefold} per field filled from
+                      another synced model: its state's stripe_id for the column's key
       model_unique_id and fingerprint: config, rendered as literals
 
     The select returns, by position: each column of `columns`, then the normalized key, the
     row hash, how many rows share the key, the status, and the state's key, stripe_id,
-    row_hash, synced_values, last_outcome, last_error (null when the key has no state). -#}
+    row_hash, synced_values, last_outcome, last_error (null when the key has no state), then
+    one resolved Stripe id per reference (null when the referenced model has none). The
+    resolved ids are part of the row hash: a row whose reference resolves differently is
+    planned again. -#}
 
-{% macro diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+{% macro diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
   {{ return(adapter.dispatch('diff_ctes', 'stripe_activation')(
-      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references)) }}
 {% endmacro %}
 
-{% macro default__diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+{% macro default__diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
   {%- set quoted = [] -%}
   {%- for column in columns -%}
     {%- do quoted.append(stripe_activation.quote_identifier(column)) -%}
   {%- endfor -%}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), key_is_email) -%}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+  {%- set hashed = [] -%}
+  {%- for q in quoted -%}{%- do hashed.append('_sa_source._sa_c' ~ loop.index0) -%}{%- endfor -%}
+  {%- for ref in references -%}{%- do hashed.append('_sa_r' ~ loop.index0 ~ '.stripe_id') -%}{%- endfor -%}
   {%- set sql -%}
-with _sa_model as (
+with _sa_source as (
     select
         {%- for q in quoted %}
         {{ q }} as _sa_c{{ loop.index0 }},
         {%- endfor %}
-        {{ key_sql }} as _sa_key,
-        {{ stripe_activation.row_hash(quoted, fingerprint) }} as _sa_hash
+        {{ key_sql }} as _sa_key
     from {{ relation_name }}
+),
+_sa_model as (
+    select
+        _sa_source.*,
+        {%- for ref in references %}
+        _sa_r{{ loop.index0 }}.stripe_id as _sa_ref{{ loop.index0 }},
+        {%- endfor %}
+        {{ stripe_activation.row_hash(hashed, fingerprint) }} as _sa_hash
+    from _sa_source
+    {%- for ref in references %}
+    left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
+        on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
+        and _sa_r{{ loop.index0 }}.key_value = {{ stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) }}
+    {%- endfor %}
 ),
 _sa_counted as (
     select _sa_model.*, count(*) over (partition by _sa_key) as _sa_rows_per_key
@@ -71,14 +92,14 @@ _sa_classified as (
 
 {#- Rows needing a decision: invalid keys, new, changed, retry; with full_resync also the
     unchanged ones (status 'unchanged', which the Python side reports as resync). -#}
-{% macro diff_select_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync=false) %}
+{% macro diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false) %}
   {{ return(adapter.dispatch('diff_select_sql', 'stripe_activation')(
-      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, full_resync)) }}
 {% endmacro %}
 
-{% macro default__diff_select_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint, full_resync=false) %}
+{% macro default__diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false) %}
   {%- set sql -%}
-{{ stripe_activation.diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) }}
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references) }}
 select
     {%- for column in columns %}
     _sa_c{{ loop.index0 }},
@@ -93,6 +114,9 @@ select
     _sa_synced_values,
     _sa_last_outcome,
     _sa_last_error
+    {%- for ref in references %},
+    _sa_ref{{ loop.index0 }}
+    {%- endfor %}
 from _sa_classified
 {%- if not full_resync %}
 where _sa_status <> 'unchanged'
@@ -105,14 +129,14 @@ where _sa_status <> 'unchanged'
 {#- One row: total, new, changed, unchanged, retry, invalid_key, unsynced (unchanged since a
     run that rejected them or found no match), removed (keys in state that the model no longer
     has). Sums are null on an empty model. -#}
-{% macro diff_counts_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+{% macro diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
   {{ return(adapter.dispatch('diff_counts_sql', 'stripe_activation')(
-      relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references)) }}
 {% endmacro %}
 
-{% macro default__diff_counts_sql(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) %}
+{% macro default__diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
   {%- set sql -%}
-{{ stripe_activation.diff_ctes(relation_name, columns, key_column, key_is_email, model_unique_id, fingerprint) }},
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references) }},
 _sa_model_keys as (
     select distinct _sa_key from _sa_model where _sa_key is not null
 )
@@ -137,13 +161,13 @@ from _sa_classified
 
 
 {#- Up to `limit` keys in state that the model no longer has, in key order. -#}
-{% macro removed_keys_sql(relation_name, key_column, key_is_email, model_unique_id, limit) %}
+{% macro removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit) %}
   {{ return(adapter.dispatch('removed_keys_sql', 'stripe_activation')(
-      relation_name, key_column, key_is_email, model_unique_id, limit)) }}
+      relation_name, key_column, casefold, model_unique_id, limit)) }}
 {% endmacro %}
 
-{% macro default__removed_keys_sql(relation_name, key_column, key_is_email, model_unique_id, limit) %}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), key_is_email) -%}
+{% macro default__removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit) %}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
   {%- set sql -%}
 with _sa_model_keys as (
     select distinct {{ key_sql }} as _sa_key from {{ relation_name }}

@@ -5,7 +5,7 @@
 {#- The version of the macro interface the Python package calls: bumped when a macro's
     arguments or result change, so an old installed package is reported, not misused. -#}
 {% macro macros_api_version() %}
-  {{ return(1) }}
+  {{ return(2) }}
 {% endmacro %}
 
 
@@ -94,15 +94,16 @@
 
 
 {#- The key as the sync compares it (objects' normalize_key in Python): trimmed text,
-    lowercased for email keys; empty becomes null. -#}
-{% macro normalized_key(column_sql, is_email) %}
-  {{ return(adapter.dispatch('normalized_key', 'stripe_activation')(column_sql, is_email)) }}
+    lowercased when the key kind is case-folded (the object contract's `casefold`, passed in
+    by the Python package or read from the generated registry); empty becomes null. -#}
+{% macro normalized_key(column_sql, casefold) %}
+  {{ return(adapter.dispatch('normalized_key', 'stripe_activation')(column_sql, casefold)) }}
 {% endmacro %}
 
-{% macro default__normalized_key(column_sql, is_email) %}
+{% macro default__normalized_key(column_sql, casefold) %}
   {%- set text = 'cast(' ~ column_sql ~ ' as ' ~ (dbt.type_string() | trim) ~ ')' -%}
   {%- set trimmed = stripe_activation.trim_whitespace(text) -%}
-  {%- if is_email -%}{%- set trimmed = 'lower(' ~ trimmed ~ ')' -%}{%- endif -%}
+  {%- if casefold -%}{%- set trimmed = 'lower(' ~ trimmed ~ ')' -%}{%- endif -%}
   {{ return('nullif(' ~ trimmed ~ ", '')") }}
 {% endmacro %}
 

@@ -30,8 +30,10 @@
   {%- endfor -%}
   {%- set wanted = [(block['key']['column'], 'stripe_activation.key.column')] -%}
   {%- for path, target in block.get('fields', {}).items() -%}
-    {%- set column = target.get('column') if target is mapping else target -%}
-    {%- do wanted.append((column, 'stripe_activation.fields.' ~ path)) -%}
+    {%- if not (target is mapping and 'value' in target) -%}
+      {%- set column = target.get('column') if target is mapping else target -%}
+      {%- do wanted.append((column, 'stripe_activation.fields.' ~ path)) -%}
+    {%- endif -%}
   {%- endfor -%}
   {%- for column, setting in wanted -%}
     {%- if (column | string | lower) not in actual -%}
@@ -45,8 +47,8 @@
 
   {#- The key: no null or empty value, no value shared by several rows. -#}
   {%- set key_column = block['key']['column'] | string -%}
-  {%- set is_email = (block['key']['field'] | string) == 'email' -%}
-  {%- set result = run_query(stripe_activation.key_problems_sql(this, actual[key_column | lower], is_email)) -%}
+  {%- set casefold = stripe_activation.key_kind(block['object'], block['key']['field'])['casefold'] -%}
+  {%- set result = run_query(stripe_activation.key_problems_sql(this, actual[key_column | lower], casefold)) -%}
   {%- set row = result.rows[0] -%}
   {%- set nulls = (row[0] or 0) | int -%}
   {%- set duplicated = (row[1] or 0) | int -%}
@@ -81,27 +83,31 @@
     {%- do problems.append("config.meta.stripe_activation must be a mapping with object, key and fields; fix the block.") -%}
     {{ return(problems) }}
   {%- endif -%}
-  {%- set objects = ['customer'] -%}
-  {%- set behaviors = ['update_or_create', 'update_only'] -%}
-  {%- if block.get('object') is none -%}
-    {%- do problems.append("stripe_activation.object is missing; set object: customer.") -%}
-  {%- elif block.get('object') not in objects -%}
-    {%- do problems.append("object '" ~ block.get('object') ~ "' is not supported (stripe_activation.object); set object: "
-                           ~ objects | join(' or ') ~ ".") -%}
+  {%- set registry = stripe_activation.object_registry() -%}
+  {%- set objects = registry.keys() | list | sort -%}
+  {%- set object = block.get('object') -%}
+  {%- if object is none -%}
+    {%- do problems.append("stripe_activation.object is missing; set object: " ~ objects | join(', ') ~ ".") -%}
+  {%- elif object not in objects -%}
+    {%- do problems.append("object '" ~ object ~ "' is not supported (stripe_activation.object); set object: "
+                           ~ objects | join(', ') ~ ".") -%}
   {%- endif -%}
-  {%- set behavior = block.get('behavior', 'update_or_create') -%}
+  {%- set behaviors = registry[object]['behaviors'] if object in objects else ['update_or_create', 'update_only', 'create_only'] -%}
+  {%- set behavior = block.get('behavior', behaviors[0]) -%}
   {%- if behavior not in behaviors -%}
     {%- do problems.append("behavior '" ~ behavior ~ "' is unknown (stripe_activation.behavior); use "
-                           ~ behaviors | join(' or ') ~ ".") -%}
+                           ~ behaviors | join(', ') ~ ".") -%}
   {%- endif -%}
   {%- set key = block.get('key') -%}
   {%- if key is not mapping or not key.get('column') or not key.get('field') -%}
     {%- do problems.append("stripe_activation.key needs a column and a field, e.g. key: {column: customer_id, field: metadata.crm_id}.") -%}
-  {%- else -%}
-    {%- set field = key.get('field') | string -%}
-    {%- if field not in ['email', 'id'] and not (field.startswith('metadata.') and field | length > 9) -%}
-      {%- do problems.append("key field '" ~ field ~ "' is unknown (stripe_activation.key.field); use email, id or metadata.<name>.") -%}
-    {%- endif -%}
+  {%- elif object in objects and stripe_activation.key_kind(object, key.get('field') | string) is none -%}
+    {%- set kinds = [] -%}
+    {%- for kind in registry[object]['keys'] -%}
+      {%- do kinds.append('metadata.<name>' if kind == 'metadata' else kind) -%}
+    {%- endfor -%}
+    {%- do problems.append("key field '" ~ key.get('field') ~ "' is unknown (stripe_activation.key.field); use "
+                           ~ kinds | join(', ') ~ ".") -%}
   {%- endif -%}
   {%- set fields = block.get('fields', {}) -%}
   {%- if fields is not mapping -%}
@@ -109,7 +115,8 @@
   {%- else -%}
     {%- for path, target in fields.items() -%}
       {%- set column = target.get('column') if target is mapping else target -%}
-      {%- if column is none or column is mapping or (column | string | trim) == '' -%}
+      {%- if target is mapping and 'value' in target -%}
+      {%- elif column is none or column is mapping or (column | string | trim) == '' -%}
         {%- do problems.append("field '" ~ path ~ "' has no column (stripe_activation.fields." ~ path
                                ~ "); write " ~ path ~ ": <column> or " ~ path ~ ": {column: <column>}.") -%}
       {%- endif -%}
@@ -119,13 +126,22 @@
 {% endmacro %}
 
 
-{#- One row: rows with a null or empty key, keys shared by several rows, one such key. -#}
-{% macro key_problems_sql(relation, key_column, is_email) %}
-  {{ return(adapter.dispatch('key_problems_sql', 'stripe_activation')(relation, key_column, is_email)) }}
+{#- The registry's facts for one key field of an object ("metadata.x" is the metadata
+    kind), or none when the object has no such key kind. -#}
+{% macro key_kind(object, field) %}
+  {%- set keys = stripe_activation.object_registry().get(object, {}).get('keys', {}) -%}
+  {%- set kind = 'metadata' if (field | string).startswith('metadata.') and (field | string | length) > 9 else field -%}
+  {{ return(keys.get(kind)) }}
 {% endmacro %}
 
-{% macro default__key_problems_sql(relation, key_column, is_email) %}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), is_email) -%}
+
+{#- One row: rows with a null or empty key, keys shared by several rows, one such key. -#}
+{% macro key_problems_sql(relation, key_column, casefold) %}
+  {{ return(adapter.dispatch('key_problems_sql', 'stripe_activation')(relation, key_column, casefold)) }}
+{% endmacro %}
+
+{% macro default__key_problems_sql(relation, key_column, casefold) %}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
   {%- set sql -%}
 with _sa_keys as (
     select {{ key_sql }} as _sa_key from {{ relation }}

@@ -1,14 +1,22 @@
-"""One declarative spec per Stripe object type (customer first), and the registry of them."""
+"""One declarative spec per Stripe object type, and the registry of them.
+
+The registry is the one list every other part reads: the spec parser, the CLI's help, the
+`validate()` macro's generated registry (macros/registry.sql) and the conformance tests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .base import ObjectSpec
+from .contract import ObjectSpec
 from .customer import CUSTOMER
+from .price import PRICE
+from .product import PRODUCT
 
-OBJECT_SPECS: Mapping[str, ObjectSpec] = MappingProxyType({CUSTOMER.name: CUSTOMER})
+OBJECT_SPECS: Mapping[str, ObjectSpec] = MappingProxyType(
+    {spec.name: spec for spec in (CUSTOMER, PRODUCT, PRICE)}
+)
 
 
 class UnknownObjectError(KeyError):

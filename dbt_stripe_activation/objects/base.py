@@ -19,70 +19,16 @@ import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
-from enum import Enum
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import typing_extensions as te
 
-
-class ValueKind(str, Enum):
-    STRING = "string"
-    INTEGER = "integer"
-    STRING_LIST = "string_list"
-    ENUM = "enum"
-    BOOLEAN = "boolean"
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One mappable Stripe field path (``address.city``), with Stripe's limits for it."""
-
-    path: str
-    kind: ValueKind
-    max_length: int | None = None
-    choices: tuple[str, ...] = ()
-    create_only: bool = False
-    # Posting "" unsets it (Stripe docs: "Literal['']" in the SDK's typed params).
-    unsettable: bool = True
-    description: str = ""
-    # A shape Stripe enforces beyond length (email, invoice_prefix), checked by fullmatch,
-    # and the reason a row is rejected when it does not match.
-    pattern: str | None = None
-    pattern_reason: str = ""
-    minimum: int | None = None  # for INTEGER fields Stripe bounds (next_invoice_sequence >= 1)
-
-
-@dataclass(frozen=True)
-class RowIssue:
-    """Why one row cannot be sent: the Stripe field path (or key) and the reason."""
-
-    field: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason}"
-
+from .contract import FieldSpec, ObjectSpec, RowIssue, ValueKind
 
 # Flat desired state of one object: Stripe field path -> converted value (None = unset).
 FlatValues = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    """Declarative description of one Stripe object type."""
-
-    name: str  # "customer"
-    fields: Mapping[str, FieldSpec]
-    key_fields: tuple[str, ...]  # the key kinds besides metadata.<name>: ("email", "id")
-    metadata_max_keys: int = 50
-    metadata_key_max_length: int = 40
-    metadata_value_max_length: int = 500
-    # Groups Stripe requires whole (shipping needs name and address.line1).
-    required_together: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # Paths Stripe returns only when expanded: path prefix -> expand value ("tax." -> "tax").
-    read_expand: Mapping[str, str] = field(default_factory=dict)
 
 
 METADATA_PREFIX = "metadata."
@@ -263,6 +209,8 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
     """
     if raw is None:
         return None
+    if spec.kind is ValueKind.DECIMAL:
+        return _as_decimal(raw)
     if spec.kind is ValueKind.INTEGER:
         return _as_integer(spec, raw)
     if spec.kind is ValueKind.BOOLEAN:
@@ -273,10 +221,48 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
         if isinstance(raw, bool):
             raise ValueError(f"is a boolean; Stripe accepts {_choices_text(spec.choices)}")
         text = _as_text(raw)
+        if spec.lowercase:
+            text = text.lower()
         if text and text not in spec.choices:
             raise ValueError(f"is {_short(text)}; Stripe accepts {_choices_text(spec.choices)}")
         return text
-    return _check_text(spec, _as_text(raw))
+    text = _as_text(raw)
+    return _check_text(spec, text.lower() if spec.lowercase else text)
+
+
+# Stripe's unit_amount_decimal: "Same as unit_amount, but accepts a decimal value in cents
+# (or local equivalent) with at most 12 decimal places".
+_DECIMAL_PLACES = 12
+
+
+def _as_decimal(value: Any) -> str | None:
+    """A number as the decimal string Stripe takes and returns ("12.5", never "1.25E+1")."""
+    if isinstance(value, bool):
+        raise ValueError("is a boolean; expected a decimal number")
+    if isinstance(value, str):
+        if value.strip() == "":
+            return None
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"is {_short(value)}; expected a decimal number") from None
+    elif isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"is {value}; expected a decimal number")
+        number = Decimal(repr(value))
+    else:
+        raise ValueError(f"is a {type(value).__name__}; expected a decimal number")
+    if not number.is_finite():
+        raise ValueError(f"is {value}; expected a decimal number")
+    if number < 0:
+        raise ValueError(f"is {number}; Stripe expects 0 or more")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > _DECIMAL_PLACES:
+        raise ValueError(f"is {number}; Stripe allows at most {_DECIMAL_PLACES} decimal places")
+    text = format(number.normalize(), "f")
+    return text
 
 
 def _choices_text(choices: tuple[str, ...]) -> str:
@@ -312,6 +298,8 @@ def validate_values(spec: ObjectSpec, flat: FlatValues) -> list[RowIssue]:
         issues.append(
             RowIssue("metadata", f"has {keys} keys; Stripe allows at most {spec.metadata_max_keys}")
         )
+    if spec.validate_row is not None:
+        issues += spec.validate_row(flat)
     return issues
 
 
@@ -401,21 +389,21 @@ def expand_for(spec: ObjectSpec, paths: Iterable[str]) -> tuple[str, ...]:
 _KEY_WHITESPACE = " \t\n\x0b\x0c\r"
 
 
-def normalize_key(kind: str, value: Any) -> str | None:
+def normalize_key(value: Any, *, casefold: bool) -> str | None:
     """A key as the sync compares it; None when null or empty.
 
-    Every key is its text with ASCII whitespace trimmed; email keys are also lowercased, so
-    emails match case-insensitively (`Amy@X.com` is `amy@x.com`). The SQL side computes the
-    same thing (`lower(trim(cast(col as string)))`, macros/util.sql `normalized_key`): keep
-    the two identical. Lowercasing agrees with SQL for ASCII; for other letters it follows
-    each engine's own case mapping.
+    Every key is its text with ASCII whitespace trimmed; a case-folded key kind (email) is
+    also lowercased, so `Amy@X.com` is `amy@x.com`. The SQL side computes the same thing
+    from the same flag (`lower(trim(cast(col as string)))`, macros/util.sql
+    `normalized_key`): keep the two identical. Lowercasing agrees with SQL for ASCII; for
+    other letters it follows each engine's own case mapping.
     """
     if value is None:
         return None
     # A boolean reads as SQL casts it to text.
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     text = text.strip(_KEY_WHITESPACE)
-    if getattr(kind, "value", kind) == "email":
+    if casefold:
         text = text.lower()
     return text or None
 
@@ -600,13 +588,14 @@ def catalogue_from_sdk(
     update = sdk_fields(update_params)
     fields: dict[str, FieldSpec] = {}
     for path, leaf in sorted(create.items()):
-        if leaf.kind is None or any(path == e or path.startswith(e + ".") for e in exclude):
+        kind = leaf.kind or overrides.get(path, {}).get("kind")
+        if kind is None or any(path == e or path.startswith(e + ".") for e in exclude):
             continue
         updatable = update.get(path)
         found = _MAX_LENGTH_TEXT.search(leaf.doc)
         spec = FieldSpec(
             path=path,
-            kind=leaf.kind,
+            kind=kind,
             max_length=int(found.group(1)) if found else None,
             choices=leaf.choices,
             create_only=updatable is None,

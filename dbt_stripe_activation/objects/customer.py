@@ -12,13 +12,8 @@ from typing import Any
 
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
-from .base import (
-    EMAIL_PATTERN,
-    EMAIL_REASON,
-    ObjectSpec,
-    catalogue_from_sdk,
-    sdk_required,
-)
+from .base import EMAIL_PATTERN, EMAIL_REASON, catalogue_from_sdk, sdk_required
+from .contract import METADATA_KEY, CheckRequest, KeyLookup, KeySpec, ObjectSpec
 
 # Scalar params that are not customer data a model should own (path prefix -> why).
 EXCLUDED = {
@@ -65,12 +60,37 @@ OVERRIDES: Mapping[str, Mapping[str, Any]] = {
 # address stands for its first line.
 _GROUP_REPRESENTATIVE = {"shipping.address": "shipping.address.line1"}
 
+KEYS = {
+    # `GET /v1/customers?email=` is exact, case-sensitive and strongly consistent; emails are
+    # matched case-insensitively, so a lookup asks for the value as written and lowercased.
+    "email": KeySpec(
+        "email",
+        KeyLookup.FILTER,
+        list_filter="email",
+        casefold=True,
+        max_length=512,
+        description="the customer's email, compared case-insensitively",
+    ),
+    "id": KeySpec(
+        "id",
+        KeyLookup.RETRIEVE,
+        written=False,
+        description="the Stripe id (cus_...): Stripe assigns it, so update_only",
+    ),
+    "metadata": METADATA_KEY,
+}
+
 CUSTOMER = ObjectSpec(
     name="customer",
+    service="customers",
     fields=catalogue_from_sdk(
         CustomerCreateParams, CustomerUpdateParams, exclude=EXCLUDED, overrides=OVERRIDES
     ),
-    key_fields=("email", "id"),
+    keys=KEYS,
+    # Stripe's delete is permanent and cancels the customer's subscriptions; customers
+    # have no archived state.
+    deletable=True,
+    check=CheckRequest(permission="rak_customer_read"),
     required_together={
         group: tuple(sorted(_GROUP_REPRESENTATIVE.get(p, p) for p in paths))
         for group, paths in sdk_required(CustomerUpdateParams).items()

@@ -92,7 +92,7 @@ def test_create_update_retrieve_return_plain_dicts_and_count_each_request(
 ) -> None:
     email = unique_email("ada")
     created = ls.create(
-        "customer",
+        "customers",
         {"email": email, "name": "Ada", "metadata": {"plan": "pro"}, "address": {"city": "Paris"}},
         idempotency_key=f"create-{email}",
     )
@@ -105,9 +105,9 @@ def test_create_update_retrieve_return_plain_dicts_and_count_each_request(
         {"plan": "pro"},
     )
 
-    updated = ls.update("customer", created["id"], {"name": "Ada L."}, f"update-{email}")
+    updated = ls.update("customers", created["id"], {"name": "Ada L."}, f"update-{email}")
     assert updated["name"] == "Ada L."
-    fetched = ls.retrieve("customer", created["id"])
+    fetched = ls.retrieve("customers", created["id"])
     assert fetched is not None
     assert (fetched["name"], fetched["email"], fetched["address"]["city"]) == (
         "Ada L.",
@@ -123,10 +123,10 @@ def test_retrieve_answers_none_for_a_missing_or_deleted_customer(
     ls: StripeGateway,
     localstripe_server: LocalStripeServer,
 ) -> None:
-    assert ls.retrieve("customer", "cus_doesNotExist0001") is None
-    created = ls.create("customer", {"email": unique_email("gone")}, "create-gone")
+    assert ls.retrieve("customers", "cus_doesNotExist0001") is None
+    created = ls.create("customers", {"email": unique_email("gone")}, "create-gone")
     localstripe_server.sdk.v1.customers.delete(created["id"])
-    assert ls.retrieve("customer", created["id"]) is None
+    assert ls.retrieve("customers", created["id"]) is None
     assert ls.stats.by_endpoint == {RETRIEVE: 2, CREATE: 1}
 
 
@@ -135,12 +135,12 @@ def test_list_by_email_is_exact_and_case_sensitive(
     localstripe_server: LocalStripeServer,
 ) -> None:
     email = unique_email("grace")
-    ids = {ls.create("customer", {"email": email}, f"c{i}-{email}")["id"] for i in range(2)}
-    ls.create("customer", {"email": email.upper()}, f"upper-{email}")
-    found = ls.list_by_email("customer", email)
+    ids = {ls.create("customers", {"email": email}, f"c{i}-{email}")["id"] for i in range(2)}
+    ls.create("customers", {"email": email.upper()}, f"upper-{email}")
+    found = ls.list("customers", {"email": email})
     assert {c["id"] for c in found} == ids
     assert all(type(c) is dict and c["email"] == email for c in found)
-    assert ls.list_by_email("customer", "nobody-" + email) == []
+    assert ls.list("customers", {"email": "nobody-" + email}) == []
     assert ls.stats.by_endpoint[LIST] == 2  # one read per lookup under 100 matches
 
 
@@ -151,7 +151,7 @@ def test_list_by_email_follows_pagination(
     email = unique_email("many")
     for _ in range(105):
         localstripe_server.sdk.v1.customers.create(params={"email": email})
-    found = ls.list_by_email("customer", email)
+    found = ls.list("customers", {"email": email})
     assert len(found) == 105 and len({c["id"] for c in found}) == 105
     assert ls.stats.by_endpoint == {LIST: 2}
 
@@ -166,7 +166,7 @@ def test_iter_all_reads_every_customer_100_per_page(
         c.id
         for c in localstripe_server.sdk.v1.customers.list(params={"limit": 100}).auto_paging_iter()
     }
-    seen = [c["id"] for c in ls.iter_all("customer")]
+    seen = [c["id"] for c in ls.iter_all("customers")]
     assert len(seen) == len(set(seen)) and set(seen) == expected
     assert ls.stats.by_endpoint == {LIST: max(1, math.ceil(len(expected) / 100))}
 
@@ -178,7 +178,7 @@ def test_a_pool_of_threads_shares_one_gateway(
     domain = f"pool-{uuid.uuid4().hex[:8]}.example.com"
 
     def create(i: int) -> str:
-        return str(ls.create("customer", {"email": f"u{i}@{domain}"}, f"{domain}-{i}")["id"])
+        return str(ls.create("customers", {"email": f"u{i}@{domain}"}, f"{domain}-{i}")["id"])
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = list(pool.map(create, range(40)))
@@ -196,10 +196,10 @@ def test_a_pool_of_threads_shares_one_gateway(
 
 def test_an_invalid_request_is_rejected_without_a_retry(ls: StripeGateway) -> None:
     with pytest.raises(StripeWriteError) as caught:
-        ls.create("customer", {"no_such_field": "x"}, "create-invalid")
+        ls.create("customers", {"no_such_field": "x"}, "create-invalid")
     assert (caught.value.status, caught.value.retryable) == (400, False)
     with pytest.raises(StripeWriteError) as missing:
-        ls.update("customer", "cus_doesNotExist0001", {"name": "x"}, "update-missing")
+        ls.update("customers", "cus_doesNotExist0001", {"name": "x"}, "update-missing")
     assert (missing.value.status, missing.value.code) == (404, "resource_missing")
     assert missing.value.retryable is False
     assert ls.stats.by_endpoint == {CREATE: 1, UPDATE: 1}
@@ -216,13 +216,13 @@ def test_unknown_object_names_are_a_programming_error(ls: StripeGateway) -> None
 
 def test_the_idempotency_key_makes_a_repeated_create_a_replay(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url)
-    first = gw.create("customer", {"email": "once@example.com"}, "create-once")
-    again = gw.create("customer", {"email": "once@example.com"}, "create-once")
+    first = gw.create("customers", {"email": "once@example.com"}, "create-once")
+    again = gw.create("customers", {"email": "once@example.com"}, "create-once")
     assert again["id"] == first["id"]
     assert len(fresh_emulator.customers()) == 1
     assert fresh_emulator.stats()["idempotent_replays"] == 1
     with pytest.raises(StripeWriteError) as caught:
-        gw.create("customer", {"email": "other@example.com"}, "create-once")
+        gw.create("customers", {"email": "other@example.com"}, "create-once")
     assert (caught.value.code, caught.value.status, caught.value.retryable) == (
         "idempotency_error",
         400,
@@ -233,7 +233,7 @@ def test_the_idempotency_key_makes_a_repeated_create_a_replay(fresh_emulator: An
 def test_an_sdk_retry_after_a_lost_answer_reuses_the_key(fresh_emulator: Any) -> None:
     fresh_emulator.config(drop_response_rate=1.0)  # commit, then reset the socket
     gw = gateway(fresh_emulator.url, max_network_retries=2)
-    created = gw.create("customer", {"email": "dropped@example.com"}, "create-dropped")
+    created = gw.create("customers", {"email": "dropped@example.com"}, "create-dropped")
     assert [c["id"] for c in fresh_emulator.customers()] == [created["id"]]
     stats = fresh_emulator.stats()
     assert (stats["writes_committed"], stats["idempotent_replays"]) == (1, 1)
@@ -255,7 +255,7 @@ def test_429_is_retried_with_backoff_up_to_the_limit(fresh_emulator: Any) -> Non
     )
     ceiling = gw.limiter.rate()
     with pytest.raises(StripeWriteError) as caught:
-        gw.create("customer", {"email": "busy@example.com"}, "create-busy")
+        gw.create("customers", {"email": "busy@example.com"}, "create-busy")
     assert (caught.value.code, caught.value.status, caught.value.retryable) == (
         "rate_limit",
         429,
@@ -275,10 +275,10 @@ def test_429_is_retried_with_backoff_up_to_the_limit(fresh_emulator: Any) -> Non
 
 def test_lock_timeout_is_retried_but_does_not_slow_the_limiter(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url, max_rate_limit_retries=2)
-    created = gw.create("customer", {"email": "locked@example.com"}, "create-locked")
+    created = gw.create("customers", {"email": "locked@example.com"}, "create-locked")
     fresh_emulator.config(lock_timeout_rate=1.0)
     with pytest.raises(StripeWriteError) as caught:
-        gw.update("customer", created["id"], {"name": "x"}, "update-locked")
+        gw.update("customers", created["id"], {"name": "x"}, "update-locked")
     assert (caught.value.code, caught.value.status, caught.value.retryable) == (
         "lock_timeout",
         429,
@@ -293,11 +293,13 @@ def test_lock_timeout_is_retried_but_does_not_slow_the_limiter(fresh_emulator: A
 def test_concurrent_writes_to_one_customer_do_not_collide(fresh_emulator: Any) -> None:
     fresh_emulator.config(latency_ms=[150, 150])  # a write holds the customer 150 ms
     gw = gateway(fresh_emulator.url, max_rate_limit_retries=0)
-    customer_id = gw.create("customer", {"email": "shared@example.com"}, "create-shared")["id"]
+    customer_id = gw.create("customers", {"email": "shared@example.com"}, "create-shared")["id"]
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(
             pool.map(
-                lambda i: gw.update("customer", customer_id, {"metadata": {f"k{i}": "v"}}, f"u{i}"),
+                lambda i: gw.update(
+                    "customers", customer_id, {"metadata": {f"k{i}": "v"}}, f"u{i}"
+                ),
                 range(6),
             )
         )
@@ -310,7 +312,7 @@ def test_server_errors_are_retried_by_the_sdk_then_reported_retryable(fresh_emul
     fresh_emulator.config(server_error_rate=1.0)
     gw = gateway(fresh_emulator.url, max_network_retries=2)
     with pytest.raises(StripeWriteError) as caught:
-        gw.create("customer", {"email": "down@example.com"}, "create-down")
+        gw.create("customers", {"email": "down@example.com"}, "create-down")
     assert (caught.value.status, caught.value.retryable) == (500, True)
     assert gw.stats.by_endpoint == {CREATE: 3}
     assert gw.stats.retries == 2
@@ -322,11 +324,11 @@ def test_a_failed_lookup_is_a_retryable_read_error(fresh_emulator: Any) -> None:
     fresh_emulator.config(server_error_rate=1.0)
     gw = gateway(fresh_emulator.url, max_network_retries=0)
     with pytest.raises(StripeReadError) as caught:
-        gw.list_by_email("customer", "x@example.com")
+        gw.list("customers", {"email": "x@example.com"})
     assert isinstance(caught.value, StripeWriteError)  # what the engine's workers catch
     assert (caught.value.status, caught.value.retryable) == (500, True)
     with pytest.raises(StripeReadError):
-        gw.retrieve("customer", "cus_anything0000001")
+        gw.retrieve("customers", "cus_anything0000001")
     assert gw.stats.by_endpoint == {LIST: 1, RETRIEVE: 1}
 
 
@@ -334,7 +336,7 @@ def test_pacing_stays_under_stripe_test_mode_limits(fresh_emulator: Any) -> None
     fresh_emulator.config(rate_limit=25, endpoint_rate_limit=25)  # sliding one-second window
     gw = gateway(fresh_emulator.url, max_rate_limit_retries=0)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: gw.create("customer", {"name": f"n{i}"}, f"pace-{i}"), range(45)))
+        list(pool.map(lambda i: gw.create("customers", {"name": f"n{i}"}, f"pace-{i}"), range(45)))
     assert gw.stats.rate_limited == 0
     assert fresh_emulator.stats()["by_endpoint"] == {CREATE: 45}
 
@@ -349,7 +351,7 @@ def test_a_restricted_key_is_checked_with_a_customer_list(fresh_emulator: Any) -
 def test_a_missing_write_permission_stops_the_run_naming_it(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url, NO_WRITE_KEY)
     with pytest.raises(StripeConnectionError) as caught:
-        gw.create("customer", {"email": "x@example.com"}, "create-403")
+        gw.create("customers", {"email": "x@example.com"}, "create-403")
     message = str(caught.value)
     assert "rak_customer_write" in message and "403" in message
     assert NO_WRITE_KEY not in message and "$STRIPE_API_KEY" in message
@@ -371,7 +373,7 @@ def test_a_refused_key_is_named_by_its_variable_never_by_its_value(fresh_emulato
     assert message.startswith("Stripe refused the API key in $ACME_STRIPE_KEY (401)")
     assert LIVE_KEY not in message and LIVE_KEY[-6:] not in message
     with pytest.raises(StripeConnectionError, match=r"\(401\)"):
-        gw.update("customer", "cus_x", {"name": "x"}, "update-401")
+        gw.update("customers", "cus_x", {"name": "x"}, "update-401")
 
 
 def test_an_unreachable_api_base_is_named(fresh_emulator: Any) -> None:
@@ -382,7 +384,7 @@ def test_an_unreachable_api_base_is_named(fresh_emulator: Any) -> None:
     assert f"Cannot reach Stripe at {fresh_emulator.url}" in str(caught.value)
     assert gw.stats.by_endpoint == {BALANCE: 2}
     with pytest.raises(StripeWriteError) as write:
-        gw.create("customer", {"email": "x@example.com"}, "create-reset")
+        gw.create("customers", {"email": "x@example.com"}, "create-reset")
     assert (write.value.status, write.value.retryable) == (None, True)
     assert fresh_emulator.customers() == []
 
@@ -394,7 +396,7 @@ def test_429_retries_reuse_the_idempotency_key_until_success(scripted: ScriptedS
     scripted.answer(rate_limited(), rate_limited(), customer("cus_third0000000001"))
     gw = gateway(scripted.url)
     assert (
-        gw.create("customer", {"email": "x@example.com"}, "the-key")["id"] == "cus_third0000000001"
+        gw.create("customers", {"email": "x@example.com"}, "the-key")["id"] == "cus_third0000000001"
     )
     assert [s.headers.get("Idempotency-Key") for s in scripted.seen] == ["the-key"] * 3
     assert [s.body for s in scripted.seen] == ["email=x%40example.com"] * 3
@@ -406,7 +408,7 @@ def test_should_retry_false_is_honoured(scripted: ScriptedStripe) -> None:
     sleeps: list[float] = []
     gw = StripeGateway(StripeSettings(api_key=KEY, api_base=scripted.url), sleep=sleeps.append)
     with pytest.raises(StripeWriteError) as caught:
-        gw.update("customer", "cus_1", {"name": "x"}, "k")
+        gw.update("customers", "cus_1", {"name": "x"}, "k")
     assert (caught.value.status, caught.value.retryable) == (429, True)
     assert len(scripted.seen) == 1 and sleeps == []
     assert gw.stats.retries == 0
@@ -416,14 +418,14 @@ def test_retry_after_is_a_floor_for_the_backoff(scripted: ScriptedStripe) -> Non
     scripted.answer(rate_limited(**{"Retry-After": "7"}), customer())
     sleeps: list[float] = []
     gw = StripeGateway(StripeSettings(api_key=KEY, api_base=scripted.url), sleep=sleeps.append)
-    gw.create("customer", {}, "k")
+    gw.create("customers", {}, "k")
     assert len(sleeps) == 1 and sleeps[0] >= 7
 
 
 def test_the_reason_header_picks_the_bucket_to_slow(scripted: ScriptedStripe) -> None:
     scripted.answer(rate_limited(**{"Stripe-Rate-Limited-Reason": "endpoint-rate"}), customer())
     gw = gateway(scripted.url)
-    gw.update("customer", "cus_1", {"name": "x"}, "k")
+    gw.update("customers", "cus_1", {"name": "x"}, "k")
     assert gw.limiter.rate(UPDATE) == pytest.approx(gw.limiter.state(UPDATE).ceiling * 0.85)
     assert gw.limiter.rate(GLOBAL) == gw.limiter.state(GLOBAL).ceiling
 
@@ -433,13 +435,13 @@ def test_the_sdk_does_not_retry_a_429_behind_our_back(scripted: ScriptedStripe) 
     scripted.answer(*[rate_limited(**{"Stripe-Should-Retry": "true"})] * 3)
     gw = gateway(scripted.url, max_network_retries=4, max_rate_limit_retries=1)
     with pytest.raises(StripeWriteError):
-        gw.create("customer", {}, "k")
+        gw.create("customers", {}, "k")
     assert len(scripted.seen) == 2
 
 
 def test_a_long_idempotency_key_is_hashed_not_truncated(scripted: ScriptedStripe) -> None:
     scripted.answer(customer())
-    gateway(scripted.url).create("customer", {}, "k" * 300)
+    gateway(scripted.url).create("customers", {}, "k" * 300)
     sent = scripted.seen[0].headers["Idempotency-Key"]
     assert len(sent) <= 255 and sent.startswith("sha256-")
 
@@ -448,7 +450,7 @@ def test_the_pinned_api_version_is_sent(scripted: ScriptedStripe) -> None:
     from dbt_stripe_activation.stripe_api import STRIPE_API_VERSION
 
     scripted.answer(customer())
-    gateway(scripted.url).retrieve("customer", "cus_1")
+    gateway(scripted.url).retrieve("customers", "cus_1")
     assert scripted.seen[0].headers["Stripe-Version"] == STRIPE_API_VERSION
     assert "X-Stripe-Client-Telemetry" not in scripted.seen[0].headers
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dbt_stripe_activation.objects.base import ObjectSpec
+from dbt_stripe_activation.objects.customer import CUSTOMER
 from dbt_stripe_activation.project import DbtModel, Manifest, ProjectSettings, load_manifest
 from dbt_stripe_activation.spec import Behavior, FieldMapping, NullPolicy, SyncKey, SyncSpec
 from dbt_stripe_activation.warehouse import Warehouse
@@ -34,9 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TARGETS = ["duckdb", "postgres"]
 PROJECT_NAME = "warehouse_fixtures"
-
-CUSTOMER = ObjectSpec(name="customer", fields={}, key_fields=("email", "id"))
-
 
 def require_target(target: str) -> None:
     """PostgreSQL tests skip (visibly) when the server is down, unless CI requires it."""
@@ -389,6 +386,6 @@ def customer_spec(
         model=model,
         object=CUSTOMER,
         behavior=Behavior.UPDATE_OR_CREATE,
-        key=SyncKey(column=key_column, field=key_field),
+        key=SyncKey(column=key_column, field=key_field, spec=CUSTOMER.key_spec(key_field)),
         fields=fields,
     )

@@ -32,7 +32,6 @@ from dbt_stripe_activation.objects.base import (
     validate_values,
 )
 from dbt_stripe_activation.objects.customer import CUSTOMER, EXCLUDED
-from dbt_stripe_activation.spec import KeyKind
 from tests.unit.object_conformance import ObjectConformance
 
 
@@ -157,11 +156,11 @@ def test_shipping_group_comes_from_the_sdk_required_keys() -> None:
 
 def test_registry() -> None:
     assert get_object_spec("customer") is CUSTOMER
-    assert list(OBJECT_SPECS) == ["customer"]
+    assert list(OBJECT_SPECS) == ["customer", "product", "price"]
     with pytest.raises(UnknownObjectError) as info:
         get_object_spec("invoice")
     assert isinstance(info.value, KeyError)
-    assert str(info.value) == "unknown Stripe object 'invoice'; supported: customer"
+    assert str(info.value) == "unknown Stripe object 'invoice'; supported: customer, product, price"
 
 
 # --- field lookup ---------------------------------------------------------------------------
@@ -496,7 +495,7 @@ def test_expand_for_names_what_a_read_must_expand() -> None:
     ("kind", "raw", "expected"),
     [
         ("email", "  Ada@Example.COM\t\n", "ada@example.com"),
-        (KeyKind.EMAIL, "Ada@Example.com", "ada@example.com"),
+        ("email", "Ada@Example.com", "ada@example.com"),
         ("metadata", "  CRM-42 ", "CRM-42"),
         ("id", "cus_ABC ", "cus_ABC"),
         ("metadata", 42, "42"),
@@ -509,7 +508,9 @@ def test_expand_for_names_what_a_read_must_expand() -> None:
     ],
 )
 def test_normalize_key(kind: Any, raw: Any, expected: str | None) -> None:
-    assert normalize_key(kind, raw) == expected
+    key = CUSTOMER.key_spec("metadata.x" if kind == "metadata" else kind)
+    assert key is not None
+    assert normalize_key(raw, casefold=key.casefold) == expected
 
 
 def test_docstrings_are_read_from_the_sdk_source() -> None:

@@ -12,9 +12,7 @@ from dbt_stripe_activation.project import DbtModel
 from dbt_stripe_activation.spec import (
     Behavior,
     FieldMapping,
-    KeyKind,
     NullPolicy,
-    SyncKey,
     check_overlaps,
     parse_sync_spec,
     parse_sync_specs,
@@ -86,8 +84,8 @@ def test_the_readme_block_parses() -> None:
     spec = parse_sync_spec(model(raw))
     assert spec.object is CUSTOMER
     assert spec.behavior is Behavior.UPDATE_OR_CREATE
-    assert spec.key == SyncKey(column="customer_id", field="metadata.crm_id")
-    assert spec.key.kind is KeyKind.METADATA and spec.key.metadata_name == "crm_id"
+    assert (spec.key.column, spec.key.field) == ("customer_id", "metadata.crm_id")
+    assert spec.key.spec.kind == "metadata" and spec.key.metadata_name == "crm_id"
     assert spec.null_values is SKIP
     assert spec.fields == (
         FieldMapping("email", "email", SKIP),
@@ -126,7 +124,7 @@ def test_id_key_with_update_only_does_not_join_fields() -> None:
         model(block(behavior="update_only", key={"column": "stripe_id", "field": "id"}))
     )
     assert spec.behavior is Behavior.UPDATE_ONLY
-    assert spec.key.kind is KeyKind.ID
+    assert spec.key.spec.kind == "id"
     assert [m.path for m in spec.fields] == ["email", "name"]
 
 
@@ -178,28 +176,31 @@ def test_unknown_settings_suggest_the_closest() -> None:
 
 def test_object_is_required_and_known() -> None:
     assert errors_of(block(object=None)) == [
-        "stripe_activation.object: is required: the Stripe object type to sync (customer)."
+        "stripe_activation.object: is required: the Stripe object type to sync (customer, "
+        "product, price)."
     ]
     assert errors_of(block(object="customers")) == [
         "stripe_activation.object: 'customers' is not a supported Stripe object; did you "
         "mean 'customer'?"
     ]
     assert errors_of(block(object="invoice")) == [
-        "stripe_activation.object: 'invoice' is not a supported Stripe object. Supported: customer."
+        "stripe_activation.object: 'invoice' is not a supported Stripe object. Supported: "
+        "customer, product, price."
     ]
     assert errors_of(block(object=["customer"])) == [
-        "stripe_activation.object: must be a Stripe object type (customer), got a list."
+        "stripe_activation.object: must be a Stripe object type (customer, product, price), got "
+        "a list."
     ]
 
 
-def test_behavior_is_one_of_two() -> None:
+def test_behavior_is_one_of_three() -> None:
     assert errors_of(block(behavior="upsert")) == [
         "stripe_activation.behavior: 'upsert' is not valid. Use update_or_create (the "
-        "default) or update_only."
+        "default), update_only or create_only."
     ]
     assert errors_of(block(behavior=True)) == [
         "stripe_activation.behavior: a boolean is not valid. Use update_or_create (the "
-        "default) or update_only."
+        "default), update_only or create_only."
     ]
 
 
@@ -250,10 +251,11 @@ def test_key_field() -> None:
         "id or metadata.<name>)."
     ]
     assert errors_of(block(key={"column": "c", "field": "emial"})) == [
-        "stripe_activation.key.field: 'emial' cannot be a key; did you mean 'email'?"
+        "stripe_activation.key.field: 'emial' cannot be a customer key; did you mean 'email'?"
     ]
     assert errors_of(block(key={"column": "c", "field": "phone"})) == [
-        "stripe_activation.key.field: 'phone' cannot be a key. Use email, id or metadata.<name>."
+        "stripe_activation.key.field: 'phone' cannot be a customer key. A customer is matched "
+        "on email, id or metadata.<name>."
     ]
     assert errors_of(block(key={"column": "c", "field": 3})) == [
         "stripe_activation.key.field: must be email, id or metadata.<name>, got a number."
@@ -304,12 +306,15 @@ def test_field_entries_are_columns_or_mappings() -> None:
     raw = block(fields={"name": 5, "phone": ["p"], 7: "x", "email": None})
     assert errors_of(raw) == [
         "stripe_activation.fields.name: must be a model column name (a string) or a mapping "
-        "{column: ..., null_values: skip|clear}, got a number.",
+        "({column: ..., null_values: skip|clear}, {ref: <model>, column: ...} or "
+        "{value: ...}), got a number.",
         "stripe_activation.fields.phone: must be a model column name (a string) or a mapping "
-        "{column: ..., null_values: skip|clear}, got a list.",
+        "({column: ..., null_values: skip|clear}, {ref: <model>, column: ...} or "
+        "{value: ...}), got a list.",
         "stripe_activation.fields: field paths must be strings, got a number 7.",
         "stripe_activation.fields.email: must be a model column name (a string) or a mapping "
-        "{column: ..., null_values: skip|clear}, got null.",
+        "({column: ..., null_values: skip|clear}, {ref: <model>, column: ...} or "
+        "{value: ...}), got null.",
     ]
 
 
@@ -321,7 +326,7 @@ def test_field_mapping_settings() -> None:
     })  # fmt: skip
     assert errors_of(raw) == [
         "stripe_activation.fields.name.colum: is not a field setting; did you mean 'column'? "
-        "Allowed: column, null_values.",
+        "Allowed: column, null_values, ref, value.",
         "stripe_activation.fields.name.column: is required: the model column to read.",
         "stripe_activation.fields.phone.null_values: 'never' is not valid. Use skip or clear.",
         "stripe_activation.fields.email.column: is empty. Name the model column to read.",
@@ -445,7 +450,7 @@ def test_parse_sync_specs_collects_all_models_problems() -> None:
         parse_sync_specs([good, bad_one, bad_two])
     assert str(info.value).split("\n") == [
         f"{label('bad_one')}: stripe_activation.object: 'invoice' is not a supported Stripe "
-        "object. Supported: customer.",
+        "object. Supported: customer, product, price.",
         f"{label('bad_two')}: stripe_activation must be a mapping (object, key, fields, ...), "
         "got a list. Write it under `config: meta: stripe_activation:` as the README shows.",
     ]

@@ -96,11 +96,11 @@ def test_create_then_update_replays(target: tuple[str, str | None]) -> None:
     with cassette("create_update.yaml"):
         gw = gateway(target)
         created = gw.create(
-            "customer",
+            "customers",
             {"email": EMAIL, "name": "Ada", "metadata": {"source": "cassette"}},
             "cassette-create-ada",
         )
-        updated = gw.update("customer", created["id"], {"name": "Ada L."}, "cassette-update-ada")
+        updated = gw.update("customers", created["id"], {"name": "Ada L."}, "cassette-update-ada")
     assert created["id"].startswith("cus_") and type(created["metadata"]) is dict
     assert (created["email"], created["name"], created["metadata"]) == (
         EMAIL,
@@ -115,9 +115,9 @@ def test_create_then_update_replays(target: tuple[str, str | None]) -> None:
 def test_list_by_email_replays(target: tuple[str, str | None]) -> None:
     with cassette("list_by_email.yaml"):
         gw = gateway(target)
-        created = gw.create("customer", {"email": EMAIL, "name": "Listed"}, "cassette-list-ada")
-        found = gw.list_by_email("customer", EMAIL)
-        missing = gw.retrieve("customer", "cus_cassetteMissing01")
+        created = gw.create("customers", {"email": EMAIL, "name": "Listed"}, "cassette-list-ada")
+        found = gw.list("customers", {"email": EMAIL})
+        missing = gw.retrieve("customers", "cus_cassetteMissing01")
     # A real test account may hold earlier recordings' customers with this email too.
     assert created["id"] in {c["id"] for c in found}
     assert all(c["email"] == EMAIL for c in found)

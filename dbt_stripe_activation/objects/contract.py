@@ -1,0 +1,188 @@
+"""The contract every Stripe object fulfils: what differs between objects, declared once.
+
+Nothing outside `objects/` names an object, a field or a key kind: the spec parser, the
+matcher, the planner, the engine, the gateway and the SQL macros ask an `ObjectSpec`
+(which SDK service, which fields, which keys and how each is looked up, which changes
+mean a replacement, what archive and delete are) and behave accordingly. Adding an object
+is a module in `objects/` declaring one `ObjectSpec`, its emulator resource, and
+`class TestX(ObjectConformance)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ValueKind(str, Enum):
+    STRING = "string"
+    INTEGER = "integer"
+    STRING_LIST = "string_list"
+    ENUM = "enum"
+    BOOLEAN = "boolean"
+    DECIMAL = "decimal"  # sent as a decimal string (unit_amount_decimal)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One mappable Stripe field path (``address.city``), with Stripe's limits for it."""
+
+    path: str
+    kind: ValueKind
+    max_length: int | None = None
+    choices: tuple[str, ...] = ()
+    create_only: bool = False
+    # Posting "" unsets it (Stripe docs: "Literal['']" in the SDK's typed params).
+    unsettable: bool = True
+    description: str = ""
+    # A shape Stripe enforces beyond length (email, invoice_prefix), checked by fullmatch,
+    # and the reason a row is rejected when it does not match.
+    pattern: str | None = None
+    pattern_reason: str = ""
+    minimum: int | None = None  # for INTEGER fields Stripe bounds (next_invoice_sequence >= 1)
+    # Stripe stores the value lowercased (currency): compared and sent lowercased, so a
+    # model's `USD` is not a change against Stripe's `usd` on every run.
+    lowercase: bool = False
+    # The object a field holds the id of (price.product -> "product"): a `{ref: model}`
+    # mapping may fill it from another synced model's state.
+    references: str | None = None
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """Why one row cannot be sent: the Stripe field path (or key) and the reason."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class Behavior(str, Enum):
+    """What a row does to Stripe. Each object lists the ones it supports."""
+
+    UPDATE_OR_CREATE = "update_or_create"
+    UPDATE_ONLY = "update_only"
+    CREATE_ONLY = "create_only"  # a matched object is left alone and reported as skipped
+
+
+class KeyLookup(str, Enum):
+    """How a key is found in Stripe, strongly consistent in every case (never Search)."""
+
+    RETRIEVE = "retrieve"  # GET /v1/<objects>/{id}
+    FILTER = "filter"  # an exact list filter (email=, lookup_keys[]=)
+    INDEX = "index"  # no filter: list every object once (100 a page) and index by the key
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One kind of key an object can be matched on."""
+
+    kind: str  # "email", "id", "lookup_key", "metadata" (the field is metadata.<name>)
+    lookup: KeyLookup
+    list_filter: str | None = None  # the list parameter for FILTER ("email", "lookup_keys")
+    filter_takes_list: bool = False  # lookup_keys[]=a&lookup_keys[]=b
+    # Compared case-insensitively: Python (normalize_key) and SQL (macros' normalized_key,
+    # passed this flag) lowercase it. Emails are; ids, lookup keys and metadata are not.
+    casefold: bool = False
+    # The key's own field is written on create, so the next run finds what it created
+    # (email, lookup_key, metadata.<name>, a product's caller-chosen id). A customer id is
+    # assigned by Stripe: nothing to write, so it can only update.
+    written: bool = True
+    max_length: int | None = None
+    description: str = ""
+
+    @property
+    def can_create(self) -> bool:
+        return self.written
+
+
+METADATA_KEY = KeySpec(
+    "metadata",
+    KeyLookup.INDEX,
+    max_length=500,
+    description="a metadata value you set (an external id): matched by listing the objects",
+)
+
+
+@dataclass(frozen=True)
+class ReplacePolicy:
+    """An object whose fields Stripe never changes (a Price's amount, currency, recurring
+    terms, product): a change to one of `fields` creates a new object carrying the key and
+    archives the old one."""
+
+    fields: frozenset[str]
+    # Sent with the create when the key is a list-filter key (`transfer_lookup_key: true`
+    # moves a price's lookup key off the old price atomically).
+    create_extra_by_key: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    archive: Mapping[str, Any] = field(default_factory=lambda: {"active": False})
+    # Fields updatable until set to one of these values, then fixed (a price's
+    # tax_behavior once inclusive or exclusive): changing them from there is a replace.
+    locked_once_set: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def forces(self, path: str, before: Any) -> bool:
+        """Whether a change of `path` away from `before` needs a new object."""
+        if path in self.fields:
+            return True
+        return before in self.locked_once_set.get(path, ())
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """The cheapest read `check` makes to test a restricted key's permission for an
+    object: `client.v1.<service>.list(limit=1)` unless the object says otherwise."""
+
+    method: str = "list"
+    params: Mapping[str, Any] = field(default_factory=lambda: {"limit": 1})
+    permission: str = ""  # the restricted-key permission it needs, for messages
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """Declarative description of one Stripe object type."""
+
+    name: str  # "customer"
+    service: str  # the SDK service: client.v1.<service> ("customers")
+    fields: Mapping[str, FieldSpec]
+    keys: Mapping[str, KeySpec]  # by kind; "metadata" covers every metadata.<name>
+    behaviors: tuple[Behavior, ...] = (
+        Behavior.UPDATE_OR_CREATE,
+        Behavior.UPDATE_ONLY,
+        Behavior.CREATE_ONLY,
+    )
+    metadata_max_keys: int = 50
+    metadata_key_max_length: int = 40
+    metadata_value_max_length: int = 500
+    # Groups Stripe requires whole (shipping needs name and address.line1).
+    required_together: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Fields Stripe requires when it creates the object (a product's name).
+    required_on_create: tuple[str, ...] = ()
+    # Fields of which at most one may be mapped (unit_amount or unit_amount_decimal).
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    # Paths Stripe returns only when expanded: path prefix -> expand value ("tax." -> "tax").
+    read_expand: Mapping[str, str] = field(default_factory=dict)
+    replace: ReplacePolicy | None = None
+    # What `archive` sends (product and price: active=false); None: no archive state.
+    archive: Mapping[str, Any] | None = None
+    deletable: bool = False  # DELETE /v1/<objects>/{id} exists and is permanent
+    check: CheckRequest = field(default_factory=CheckRequest)
+    # Row rules beyond single fields (flat path -> converted value), each failure a reason.
+    validate_row: Callable[[Mapping[str, Any]], list[RowIssue]] | None = None
+
+    def key_spec(self, key_field: str) -> KeySpec | None:
+        """The KeySpec of a key field ("email", "metadata.crm_id"), None if not a key."""
+        if key_field.startswith("metadata."):
+            return self.keys.get("metadata")
+        return self.keys.get(key_field)
+
+    @property
+    def key_choices(self) -> tuple[str, ...]:
+        """The key fields as a user writes them: ("email", "id", "metadata.<name>")."""
+        return tuple(k if k != "metadata" else "metadata.<name>" for k in self.keys)
+
+    def field_references(self, path: str) -> str | None:
+        target = self.fields.get(path)
+        return target.references if target is not None else None
