@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
+from .context import CommonOptions, RunRequest
 from .errors import SyncError
 
 LIVE_OPT_IN_ENV = "DBT_STRIPE_SYNC_ALLOW_LIVE"
@@ -29,21 +29,6 @@ class DefaultGroup(click.Group):
                                                                           "--version")):
             args = ["sync", *args]
         return super().parse_args(ctx, args)
-
-
-@dataclass(frozen=True)
-class CommonOptions:
-    project_dir: Path
-    profiles_dir: Path | None
-    profile: str | None
-    target: str | None
-    target_path: Path | None
-    vars: str | None
-    select: tuple[str, ...]
-    exclude: tuple[str, ...]
-    api_key_env: str
-    api_base: str | None
-    output: str
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -136,59 +121,70 @@ def check(**kwargs: Any) -> int:
     return run_check(_common(kwargs))
 
 
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How a plan or sync reads and paces: shared by both, so a plan reads as its sync
+    would."""
+    options = [
+        click.option("--full-resync", is_flag=True,
+                     help="Ignore stored hashes; re-plan every row (still matching, never "
+                     "duplicating)."),
+        click.option("--lookup", type=click.Choice(["auto", "index", "per-row"]),
+                     default="auto", show_default=True,
+                     help="How unknown keys are matched in Stripe."),
+        click.option("--max-failed-pct", type=click.FloatRange(0, 100), default=0.0,
+                     show_default=True,
+                     help="Exit 0 while rejected+failed rows stay within P%."),
+        click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
+                     help="Global requests/s (default: 100 live, 25 test mode)."),
+        click.option("--max-endpoint-rps", type=click.FloatRange(min=0.1), default=None,
+                     help="Requests/s per endpoint (default 25, as Stripe's newest docs say)."),
+        click.option("--concurrency", type=click.IntRange(1, 256), default=16,
+                     show_default=True, help="Requests in flight at most."),
+        click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0,
+                     show_default=True, help="Seconds before a Stripe request is abandoned "
+                     "(and retried with the same idempotency key)."),
+        click.option("--batch-size", type=click.IntRange(1, 100_000), default=500,
+                     show_default=True, help="Rows fetched from the warehouse at a time."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _request(command: str, kwargs: dict[str, Any], **extra: Any) -> RunRequest:
+    names = RunRequest.__dataclass_fields__
+    return RunRequest(command=command, **{k: kwargs.pop(k) for k in list(kwargs) if k in names},
+                      **extra)
+
+
 @main.command()
 @common_options
-@click.option("--full-resync", is_flag=True, help="Ignore stored hashes; re-plan every row.")
-@click.option("--lookup", type=click.Choice(["auto", "index", "per-row"]), default="auto",
-              show_default=True, help="How unknown keys are matched in Stripe.")
+@run_options
 @click.option("--sample", default=20, show_default=True, help="Rows whose diffs are shown.")
 @_handle_errors
-def plan(full_resync: bool, lookup: str, sample: int, **kwargs: Any) -> int:
-    """Preview a sync: creates, updates, unchanged, not found, rejected, field diffs.
-    Reads Stripe, writes nothing to it."""
-    from .pipeline import RunRequest, run_sync
+def plan(**kwargs: Any) -> int:
+    """Preview a sync: creates, updates, replacements, unchanged, not found, rejected, field
+    diffs. Reads Stripe, writes nothing to it."""
+    from .pipeline import run_sync
 
-    return run_sync(_common(kwargs), RunRequest(command="plan", full_resync=full_resync,
-                                                lookup=lookup, sample=sample))
+    request = _request("plan", kwargs)
+    return run_sync(_common(kwargs), request)
 
 
 @main.command()
 @common_options
-@click.option("--full-resync", is_flag=True,
-              help="Ignore stored hashes; re-plan every row (still matching, never duplicating).")
+@run_options
 @click.option("--reset-state", is_flag=True,
               help="Clear the selected models' sync state and exit; sends nothing to Stripe.")
-@click.option("--lookup", type=click.Choice(["auto", "index", "per-row"]), default="auto",
-              show_default=True, help="How unknown keys are matched in Stripe.")
-@click.option("--max-failed-pct", type=click.FloatRange(0, 100), default=0.0,
-              show_default=True, help="Exit 0 while rejected+failed rows stay within P%.")
-@click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
-              help="Global requests/s (default: 100 live, 25 test mode).")
-@click.option("--max-endpoint-rps", type=click.FloatRange(min=0.1), default=None,
-              help="Requests/s per endpoint (default 25, as Stripe's newest docs say).")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
-              help="Requests in flight at most.")
-@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0,
-              show_default=True, help="Seconds before a Stripe request is abandoned "
-              "(and retried with the same idempotency key).")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
-              help="Rows fetched from the warehouse at a time.")
 @click.option("--allow-live", is_flag=True, envvar=LIVE_OPT_IN_ENV,
               help=f"Allow a live-mode key to write (or set {LIVE_OPT_IN_ENV}=1).")
 @_handle_errors
-def sync(
-    full_resync: bool, reset_state: bool, lookup: str, max_failed_pct: float,
-    max_rps: float | None, max_endpoint_rps: float | None, concurrency: int,
-    request_timeout: float, batch_size: int, allow_live: bool, **kwargs: Any,
-) -> int:
+def sync(reset_state: bool, **kwargs: Any) -> int:
     """Sync the selected models into Stripe (the default command)."""
-    from .pipeline import RunRequest, run_reset, run_sync
+    from .pipeline import run_reset, run_sync
 
+    request = _request("sync", kwargs)
     common = _common(kwargs)
     if reset_state:
         return run_reset(common)
-    return run_sync(common, RunRequest(
-        command="sync", full_resync=full_resync, lookup=lookup, max_failed_pct=max_failed_pct,
-        max_rps=max_rps, max_endpoint_rps=max_endpoint_rps, concurrency=concurrency,
-        request_timeout=request_timeout, batch_size=batch_size, allow_live=allow_live,
-    ))
+    return run_sync(common, request)

@@ -80,6 +80,14 @@ class Engine:
         self.options = options
         self.on_progress = on_progress or (lambda *_: None)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # plan only: keys each model would create, for the models others reference.
+        self.planned: dict[str, set[str]] = {}
+        self.referenced: set[str] = set()
+
+    def expect_references(self, specs: list[SyncSpec]) -> None:
+        """Remember which models are referenced by others in this run (plan needs it)."""
+        self.referenced = {m.ref.model.unique_id for s in specs for m in s.references
+                           if m.ref is not None}
 
     def run_model(self, spec: SyncSpec, run_id: str) -> ModelResult:
         opts = self.options
@@ -212,7 +220,8 @@ class Engine:
                                          row.previous.error, persist=False)
                             done += 1
                             continue
-                        prepared = desired_values(spec, row)
+                        prepared = desired_values(spec, row,
+                                                  self.planned if opts.dry_run else None)
                         if isinstance(prepared, Rejection):
                             plan = reject(spec, prepared)
                             self._record(spec, result, writer, row, plan, Outcome.REJECTED,
@@ -323,6 +332,9 @@ class Engine:
         plan: RowPlan, outcome: Outcome, error: str | None, persist: bool = True,
     ) -> None:
         result.counts[outcome.value] += 1
+        if (self.options.dry_run and outcome is Outcome.CREATED and row.key_value is not None
+                and spec.model.unique_id in self.referenced):
+            self.planned.setdefault(spec.model.unique_id, set()).add(row.key_value)
         if outcome.is_problem:
             if len(result.problems) < MAX_PROBLEMS_REPORTED:
                 result.problems.append(

@@ -6,12 +6,9 @@ The CLI calls these three functions and nothing deeper.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,6 +23,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from .context import CommonOptions, RunRequest, project_settings, stripe_settings
 from .errors import (
     ConfigError,
     LiveModeError,
@@ -33,78 +31,18 @@ from .errors import (
     StripeConnectionError,
     WarehouseError,
 )
+from .objects import DEFAULT_OBJECT
 from .project import Manifest, ProjectSettings, load_manifest, select_models
 from .spec import SyncSpec, check_overlaps, parse_sync_specs
 
 if TYPE_CHECKING:
-    from .cli import CommonOptions
     from .records import ModelResult
-    from .stripe_api import StripeSettings
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    command: str  # sync | plan
-    full_resync: bool = False
-    lookup: str = "auto"
-    sample: int = 20
-    max_failed_pct: float = 0.0
-    max_rps: float | None = None
-    max_endpoint_rps: float | None = None
-    concurrency: int = 16
-    request_timeout: float = 30.0
-    batch_size: int = 500
-    allow_live: bool = False
 
 
 def _console(stderr: bool = False) -> Console:
     """Rich console; CI logs (not a terminal) get 120 columns instead of rich's 80."""
     console = Console(stderr=stderr)
     return console if console.is_terminal else Console(stderr=stderr, width=120)
-
-
-def project_settings(common: CommonOptions) -> ProjectSettings:
-    variables: dict[str, Any] = {}
-    if common.vars:
-        try:
-            parsed = yaml.safe_load(common.vars)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--vars is not valid YAML: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise ConfigError("--vars must be a YAML mapping, e.g. --vars '{key: value}'")
-        variables = parsed
-    return ProjectSettings(
-        project_dir=common.project_dir,
-        profiles_dir=common.profiles_dir,
-        profile=common.profile,
-        target=common.target,
-        target_path=common.target_path,
-        vars=variables,
-    )
-
-
-def stripe_settings(common: CommonOptions, request: RunRequest | None = None) -> StripeSettings:
-    """The key comes from an environment variable only: a flag would land in shell history
-    and CI logs."""
-    from .stripe_api import StripeSettings
-
-    key = os.environ.get(common.api_key_env, "").strip()
-    if not key:
-        raise StripeConnectionError(
-            f"No Stripe API key: set {common.api_key_env} (e.g. export "
-            f"{common.api_key_env}=sk_test_...), or name another variable with --api-key-env."
-        )
-    if not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
-        raise StripeConnectionError(
-            f"{common.api_key_env} does not hold a Stripe secret or restricted key "
-            "(sk_test_/sk_live_/rk_test_/rk_live_): publishable keys (pk_) cannot write."
-        )
-    kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base,
-                              "api_key_env": common.api_key_env}
-    if request is not None:
-        kwargs.update(max_rps=request.max_rps, per_endpoint_rps=request.max_endpoint_rps,
-                      concurrency=request.concurrency, timeout_seconds=request.request_timeout)
-    return StripeSettings(**kwargs)
 
 
 def _warn_api_base(console: Console, api_base: str | None) -> None:
@@ -232,7 +170,10 @@ def _check_probes(settings: ProjectSettings) -> list[tuple[str, str, dict[str, A
     for spec in specs:
         obj = spec.object
         probes.setdefault(obj.service, (obj.service, obj.check.method, dict(obj.check.params)))
-    return list(probes.values()) or [("customers", "list", {"limit": 1})]
+    if not probes:
+        obj = DEFAULT_OBJECT
+        probes[obj.service] = (obj.service, obj.check.method, dict(obj.check.params))
+    return list(probes.values())
 
 
 def run_check(common: CommonOptions) -> int:
@@ -331,6 +272,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
         gateway = StripeGateway(stripe)
         with _progress(err, disabled=json_mode or not err.is_terminal) as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
+            engine.expect_references(specs)
             for spec in specs:
                 result = engine.run_model(spec, run_id)
                 results.append(result)

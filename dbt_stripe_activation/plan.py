@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from .objects.base import build_params, convert_value, resolve_field, validate_values
+from .objects.base import (
+    build_params,
+    convert_value,
+    normalize_key,
+    resolve_field,
+    validate_values,
+)
 from .records import (
     Action,
     DesiredRow,
@@ -27,15 +33,21 @@ from .records import (
 )
 from .spec import Behavior, FieldMapping, NullPolicy, SyncSpec
 
+# Keys a `plan` run would create, by model: a plan writes no state, so a reference to a key
+# its upstream model would create in the same run resolves to a placeholder, not a rejection.
+PlannedKeys = Mapping[str, "set[str]"]
 
-def desired_values(spec: SyncSpec, row: DiffRow) -> DesiredRow | Rejection:
+
+def desired_values(
+    spec: SyncSpec, row: DiffRow, planned: PlannedKeys | None = None
+) -> DesiredRow | Rejection:
     """Convert and validate a row's mapped values; the first problems reject the row."""
     if row.status is DiffStatus.INVALID_KEY:
         return Rejection(row, _invalid_key_reason(spec, row))
     values: dict[str, Any] = {}
     problems: list[str] = []
     for mapping in spec.fields:
-        raw = _raw_value(mapping, row, problems)
+        raw = _raw_value(mapping, row, problems, planned)
         target = resolve_field(spec.object, mapping.path)
         try:
             value = convert_value(target, raw)
@@ -56,7 +68,9 @@ def desired_values(spec: SyncSpec, row: DiffRow) -> DesiredRow | Rejection:
 _UNRESOLVED = object()
 
 
-def _raw_value(mapping: FieldMapping, row: DiffRow, problems: list[str]) -> Any:
+def _raw_value(
+    mapping: FieldMapping, row: DiffRow, problems: list[str], planned: PlannedKeys | None
+) -> Any:
     """The value a mapping gives this row: the column, the constant, or the Stripe id the
     referenced model synced the column's key to (from its state: no Stripe read)."""
     if mapping.is_constant:
@@ -65,8 +79,12 @@ def _raw_value(mapping: FieldMapping, row: DiffRow, problems: list[str]) -> Any:
     if mapping.ref is None or raw is None or (isinstance(raw, str) and not raw.strip()):
         return raw
     resolved = row.references.get(mapping.path)
+    ref = mapping.ref
+    if resolved is None and planned is not None:
+        key = normalize_key(raw, casefold=ref.casefold)
+        if key is not None and key in planned.get(ref.model.unique_id, ()):
+            return f"(new {ref.object_name} {key})"
     if resolved is None:
-        ref = mapping.ref
         problems.append(
             f"{mapping.path} (ref {ref.label}, column {mapping.column}): key {str(raw)!r} has "
             f"no Stripe {ref.object_name} in {ref.label}'s sync state (not in that model, "

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import ConfigError
-from .objects import OBJECT_SPECS, UnknownObjectError, get_object_spec
+from .objects import DEFAULT_OBJECT, OBJECT_SPECS, UnknownObjectError, get_object_spec
 from .objects.base import (
     METADATA_PREFIX,
     ObjectSpec,
@@ -211,7 +211,7 @@ def _parse_key(
     block: Mapping[str, Any], obj: ObjectSpec | None, behavior: Behavior, problems: _Problems
 ) -> SyncKey | None:
     raw = block.get("key")
-    choices = obj.key_choices if obj is not None else ("email", "id", "metadata.<name>")
+    choices = (obj or DEFAULT_OBJECT).key_choices
     allowed = _or(list(choices))
     shape = f"a mapping with `column` (the model column) and `field` ({allowed})"
     if raw is None:

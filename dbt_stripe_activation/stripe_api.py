@@ -337,11 +337,7 @@ class StripeGateway:
 
     # -- connection ---------------------------------------------------------------------
 
-    def check(
-        self, probes: Sequence[tuple[str, str, Mapping[str, Any]]] = (
-            ("customers", "list", {"limit": 1}),
-        ),
-    ) -> ConnectionCheck:
+    def check(self, probes: Sequence[tuple[str, str, Mapping[str, Any]]]) -> ConnectionCheck:
         """One cheap read that proves the key works: Balance for a secret key; for a
         restricted key (which need not read balances), each synced object's own probe
         (`probes`: SDK service, method, params), so a missing permission is named now."""
@@ -515,7 +511,7 @@ class StripeGateway:
     # -- shared --------------------------------------------------------------------------
 
     def _service(self, service_name: str) -> Any:
-        """`client.v1.<service_name>` ("customers"): the object's contract names it."""
+        """`client.v1.<service_name>`: the object's contract names the service."""
         service = getattr(self._client.v1, service_name, None)
         if service is None:
             raise ValueError(f"the stripe SDK has no service client.v1.{service_name}")
@@ -569,7 +565,7 @@ class StripeGateway:
 
 
 def _noun(service_name: str) -> str:
-    """How messages name one object of a service: 'customers' -> 'customer'."""
+    """How messages name one object of a service: the service's name in the singular."""
     return service_name[:-1] if service_name.endswith("s") else service_name
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "integration_tests"
@@ -75,31 +76,54 @@ def main() -> None:
         run([sync, "plan"], env)
         run([sync, "sync"], env)
         run([sync, "sync"], env)  # the re-run: nothing changed, nothing sent
-        show_customers(env)
+        show_landed(env)
     finally:
         if server is not None:
             server.terminate()
 
 
-def show_customers(env: dict[str, str]) -> None:
+def show_landed(env: dict[str, str]) -> None:
     import stripe
     from rich.console import Console
-    from rich.table import Table
 
     stripe.enable_telemetry = False
     base = env.get("STRIPE_API_BASE")
     client = stripe.StripeClient(env["STRIPE_API_KEY"],
                                  base_addresses={"api": base} if base else {})
-    table = Table(title="What landed in Stripe", title_justify="left")
-    for column in ("id", "email", "name", "city", "locales", "metadata"):
+    console = Console()
+    console.print(_table("Customers in Stripe", ("id", "email", "name", "city", "metadata"), [
+        (c["id"], c.get("email") or "", c.get("name") or "",
+         (c.get("address") or {}).get("city") or "", _metadata(c))
+        for c in _all(client.v1.customers)]))
+    console.print(_table("Products in Stripe", ("id", "name", "unit label", "active", "metadata"), [
+        (p["id"], p.get("name") or "", p.get("unit_label") or "", str(p.get("active")),
+         _metadata(p))
+        for p in _all(client.v1.products)]))
+    console.print(_table("Prices in Stripe",
+                         ("id", "lookup key", "product", "amount", "interval", "active"), [
+        (p["id"], p.get("lookup_key") or "", p.get("product") or "",
+         f"{(p.get('unit_amount') or 0) / 100:.2f} {str(p.get('currency', '')).upper()}",
+         (p.get("recurring") or {}).get("interval") or "one-time", str(p.get("active")))
+        for p in _all(client.v1.prices)]))
+
+
+def _all(service: Any) -> list[dict[str, Any]]:
+    return [obj.to_dict() for obj in service.list({"limit": 100}).auto_paging_iter()]
+
+
+def _metadata(obj: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((obj.get("metadata") or {}).items()))
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
         table.add_column(column)
-    for c in client.v1.customers.list({"limit": 100}).auto_paging_iter():
-        d = c.to_dict()
-        table.add_row(d["id"], d.get("email") or "", d.get("name") or "",
-                      (d.get("address") or {}).get("city") or "",
-                      ",".join(d.get("preferred_locales") or []),
-                      ", ".join(f"{k}={v}" for k, v in sorted((d.get("metadata") or {}).items())))
-    Console().print(table)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 if __name__ == "__main__":

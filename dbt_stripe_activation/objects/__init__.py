@@ -18,6 +18,9 @@ OBJECT_SPECS: Mapping[str, ObjectSpec] = MappingProxyType(
     {spec.name: spec for spec in (CUSTOMER, PRODUCT, PRICE)}
 )
 
+# The object `check` probes, and whose keys messages list, when no model says which.
+DEFAULT_OBJECT = CUSTOMER
+
 
 class UnknownObjectError(KeyError):
     """A `stripe_activation.object` this package has no spec for."""
@@ -39,4 +42,4 @@ def get_object_spec(name: str) -> ObjectSpec:
         raise UnknownObjectError(name) from None
 
 
-__all__ = ["OBJECT_SPECS", "ObjectSpec", "UnknownObjectError", "get_object_spec"]
+__all__ = ["DEFAULT_OBJECT", "OBJECT_SPECS", "ObjectSpec", "UnknownObjectError", "get_object_spec"]

@@ -84,19 +84,20 @@ class ConfigCase:
         )
 
 
-MAPPABLE_HINT = "Use email, id or metadata.<name>."
+MAPPABLE_HINT = "A customer is matched on email, id or metadata.<name>."
 
 CONFIG_CASES = [
     ConfigCase(
         "missing_object",
         {"key": KEY_BY_CRM_ID, "fields": {"email": "email"}},
-        "{m}: stripe_activation.object: is required: the Stripe object type to sync (customer).",
+        "{m}: stripe_activation.object: is required: the Stripe object type to sync (customer, "
+        "product, price).",
     ),
     ConfigCase(
         "unknown_object",
         {**GOOD, "object": "invoice"},
         "{m}: stripe_activation.object: 'invoice' is not a supported Stripe object. "
-        "Supported: customer.",
+        "Supported: customer, product, price.",
     ),
     ConfigCase(
         "misspelled_object",
@@ -108,7 +109,7 @@ CONFIG_CASES = [
         "unknown_behavior",
         {**GOOD, "behavior": "upsert"},
         "{m}: stripe_activation.behavior: 'upsert' is not valid. Use update_or_create "
-        "(the default) or update_only.",
+        "(the default), update_only or create_only.",
     ),
     ConfigCase(
         "missing_key",
@@ -130,7 +131,7 @@ CONFIG_CASES = [
     ConfigCase(
         "key_on_unkeyable_field",
         {**GOOD, "key": {"column": "customer_id", "field": "phone"}},
-        "{m}: stripe_activation.key.field: 'phone' cannot be a key. " + MAPPABLE_HINT,
+        "{m}: stripe_activation.key.field: 'phone' cannot be a customer key. " + MAPPABLE_HINT,
     ),
     ConfigCase(
         "unknown_field_path",
@@ -215,7 +216,7 @@ CONFIG_CASES = [
         "behavior_as_a_boolean",
         {**GOOD, "behavior": True},
         "{m}: stripe_activation.behavior: a boolean is not valid. Use update_or_create (the "
-        "default) or update_only.",
+        "default), update_only or create_only.",
     ),
     ConfigCase(
         "column_as_a_number",
@@ -239,7 +240,7 @@ CONFIG_CASES = [
         "misspelled_field_setting",
         {**GOOD, "fields": {"name": {"colum": "full_name"}}},
         "{m}: stripe_activation.fields.name.colum: is not a field setting; did you mean "
-        "'column'? Allowed: column, null_values.\n"
+        "'column'? Allowed: column, null_values, ref, value.\n"
         "{m}: stripe_activation.fields.name.column: is required: the model column to read.",
     ),
     ConfigCase(
@@ -1079,6 +1080,8 @@ def test_rows_reject_only_themselves(row_group: RowGroup) -> None:
         "rejected": bad_rows,
         "not_found": 0,
         "failed": 0,
+        "replaced": 0,
+        "skipped": 0,
     }
     assert sorted(k for k in customers_by(row_group.emulator, "crm_id") if k) == good
     writes = row_group.emulator.stats()["by_endpoint_status"]["POST /v1/customers"]
@@ -1131,6 +1134,8 @@ def test_email_rows_beside_the_bad_ones_sync(row_group: RowGroup) -> None:
         "rejected": 4,
         "not_found": 0,
         "failed": 0,
+        "replaced": 0,
+        "skipped": 0,
     }
     by_email = {}
     for customer in row_group.emulator.customers():

@@ -86,7 +86,7 @@ def test_update_only_by_stripe_id_reports_not_found_and_creates_nothing(
 
     model = plan_and_sync(project, localstripe)
     assert model["counts"] == {"created": 0, "updated": 1, "unchanged": 0, "rejected": 0,
-                               "not_found": 1, "failed": 0}
+                               "not_found": 1, "failed": 0, "replaced": 0, "skipped": 0}
     assert model["not_found"][0]["key"] == "cus_doesnotexist"
     [customer] = localstripe.customers()
     assert customer["name"] == "Known Person" and customer["metadata"] == {"tier": "gold"}
@@ -115,35 +115,49 @@ def test_key_matching_several_customers_is_rejected_naming_them(
     assert all(c.get("name") != "Who" for c in localstripe.customers())
 
 
-def test_integration_tests_project_builds_and_syncs(
-    tmp_path: Path, localstripe: LocalStripe
-) -> None:
-    """The package's own dbt project (packages.yml: local: ../), as `make demo` runs it."""
+def test_integration_tests_project_builds_and_syncs(tmp_path: Path) -> None:
+    """The package's own dbt project (packages.yml: local: ../), as `make demo` runs it:
+    customers, then products, then the prices referencing them (the emulator: localstripe
+    has no Prices)."""
+    import json
+
+    from stripe_emulator import start_emulator
+
     project_dir = tmp_path / "integration_tests"
     shutil.copytree(REPO_ROOT / "integration_tests", project_dir,
                     ignore=shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb"))
     (project_dir / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "STRIPE_"))}
-    env.update(DBT_PROFILES_DIR=str(project_dir), DBT_DUCKDB_PATH=str(tmp_path / "it.duckdb"),
-               STRIPE_API_KEY="sk_test_it", STRIPE_API_BASE=localstripe.url)
-    for args in (["deps"], ["build"]):
-        done = subprocess.run([str(BIN / "dbt"), *args], cwd=project_dir, env=env,
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout
-    outputs = {}
-    for command in ("check", "plan", "sync"):
-        done = subprocess.run([str(BIN / "dbt-stripe-sync"), command, "--output", "json"],
-                              cwd=project_dir, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
-        outputs[command] = done.stdout
-    import json
+    with start_emulator(seed=3) as emulator:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "STRIPE_"))}
+        env.update(DBT_PROFILES_DIR=str(project_dir),
+                   DBT_DUCKDB_PATH=str(tmp_path / "it.duckdb"),
+                   STRIPE_API_KEY="sk_test_it", STRIPE_API_BASE=emulator.url)
+        for args in (["deps"], ["build"]):
+            done = subprocess.run([str(BIN / "dbt"), *args], cwd=project_dir, env=env,
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout
+        outputs = {}
+        for command in ("check", "plan", "sync", "sync"):
+            done = subprocess.run([str(BIN / "dbt-stripe-sync"), command, "--output", "json"],
+                                  cwd=project_dir, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
+            outputs[command if command not in outputs else "again"] = json.loads(done.stdout)
 
-    assert json.loads(outputs["check"])["stripe"]["mode"] == "test"
-    planned = json.loads(outputs["plan"])["models"][0]["counts"]
-    synced = json.loads(outputs["sync"])["models"][0]["counts"]
-    assert planned == synced and synced["created"] == 5
-    amy = next(c for c in localstripe.customers() if c["metadata"].get("crm_id") == "c001")
-    assert amy["address"] == {**amy["address"], "line1": "1 Market St",
-                              "city": "San Francisco", "postal_code": "94105", "country": "US"}
-    assert amy["metadata"]["vip"] == "true"
-    assert amy["metadata"]["signed_up_on"] == "2024-01-15"
+        assert outputs["check"]["stripe"]["mode"] == "test"
+        planned = {m["model"]: m["counts"] for m in outputs["plan"]["models"]}
+        synced = {m["model"]: m["counts"] for m in outputs["sync"]["models"]}
+        assert planned == synced
+        assert list(synced) == ["stripe_customers", "stripe_products", "stripe_prices"]
+        assert [synced[m]["created"] for m in synced] == [5, 3, 4]
+        assert all(m["counts"]["unchanged"] == m["diff"]["total"]
+                   for m in outputs["again"]["models"])
+        amy = next(c for c in emulator.customers() if c["metadata"].get("crm_id") == "c001")
+        assert amy["address"] == {**amy["address"], "line1": "1 Market St",
+                                  "city": "San Francisco", "postal_code": "94105",
+                                  "country": "US"}
+        assert amy["metadata"]["vip"] == "true"
+        assert amy["metadata"]["signed_up_on"] == "2024-01-15"
+        prices = {p["lookup_key"]: p for p in emulator.prices()}
+        assert prices["pro_yearly"]["product"] == "prod_pro"
+        assert prices["pro_yearly"]["recurring"]["interval"] == "year"
+        assert prices["pro_onboarding"]["type"] == "one_time"

@@ -51,6 +51,8 @@ BALANCE = "GET /v1/balance"
 
 pytestmark = pytest.mark.timeout(120)
 
+CUSTOMER_PROBE = [("customers", "list", {"limit": 1})]
+
 
 def gateway(url: str, key: str = KEY, **settings: Any) -> StripeGateway:
     settings.setdefault("rate_limit_backoff_seconds", 0.01)
@@ -70,7 +72,7 @@ def ls(localstripe_server: LocalStripeServer) -> StripeGateway:
 
 
 def test_check_reads_the_balance_with_a_secret_key(ls: StripeGateway) -> None:
-    result = ls.check()
+    result = ls.check(CUSTOMER_PROBE)
     assert (result.mode, result.key_kind, result.method) == ("test", "secret", "balance")
     assert result.api_base == ls.settings.api_base
     stats = ls.stats
@@ -79,7 +81,7 @@ def test_check_reads_the_balance_with_a_secret_key(ls: StripeGateway) -> None:
 
 
 def test_check_reports_live_mode_from_the_key_prefix(localstripe_server: LocalStripeServer) -> None:
-    result = gateway(localstripe_server.url, LIVE_KEY).check()
+    result = gateway(localstripe_server.url, LIVE_KEY).check(CUSTOMER_PROBE)
     assert result.mode == "live"
     assert gateway(localstripe_server.url, LIVE_KEY).settings.rate_limits == (
         100 * HEADROOM,
@@ -343,7 +345,7 @@ def test_pacing_stays_under_stripe_test_mode_limits(fresh_emulator: Any) -> None
 
 def test_a_restricted_key_is_checked_with_a_customer_list(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url, NO_WRITE_KEY)
-    result = gw.check()
+    result = gw.check(CUSTOMER_PROBE)
     assert (result.key_kind, result.method, result.mode) == ("restricted", "customers.list", "test")
     assert gw.stats.by_endpoint == {LIST: 1}
 
@@ -360,7 +362,7 @@ def test_a_missing_write_permission_stops_the_run_naming_it(fresh_emulator: Any)
 
 def test_a_missing_read_permission_fails_the_check(fresh_emulator: Any) -> None:
     with pytest.raises(StripeConnectionError) as caught:
-        gateway(fresh_emulator.url, NO_READ_KEY).check()
+        gateway(fresh_emulator.url, NO_READ_KEY).check(CUSTOMER_PROBE)
     assert "rak_customer_read" in str(caught.value)
     assert NO_READ_KEY not in str(caught.value)
 
@@ -368,7 +370,7 @@ def test_a_missing_read_permission_fails_the_check(fresh_emulator: Any) -> None:
 def test_a_refused_key_is_named_by_its_variable_never_by_its_value(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url, LIVE_KEY, api_key_env="ACME_STRIPE_KEY")
     with pytest.raises(StripeConnectionError) as caught:
-        gw.check()
+        gw.check(CUSTOMER_PROBE)
     message = str(caught.value)
     assert message.startswith("Stripe refused the API key in $ACME_STRIPE_KEY (401)")
     assert LIVE_KEY not in message and LIVE_KEY[-6:] not in message
@@ -380,7 +382,7 @@ def test_an_unreachable_api_base_is_named(fresh_emulator: Any) -> None:
     fresh_emulator.config(connection_reset_rate=1.0)
     gw = gateway(fresh_emulator.url, max_network_retries=1)
     with pytest.raises(StripeConnectionError) as caught:
-        gw.check()
+        gw.check(CUSTOMER_PROBE)
     assert f"Cannot reach Stripe at {fresh_emulator.url}" in str(caught.value)
     assert gw.stats.by_endpoint == {BALANCE: 2}
     with pytest.raises(StripeWriteError) as write:

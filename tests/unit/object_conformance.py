@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import pytest
 import stripe
 
+from dbt_stripe_activation.match import LookupStrategy, Matcher
 from dbt_stripe_activation.objects.base import (
     FieldSpec,
     ObjectSpec,
@@ -29,9 +30,16 @@ from dbt_stripe_activation.objects.base import (
     convert_value,
     expand_for,
     flatten_object,
+    normalize_key,
     resolve_field,
     validate_values,
 )
+from dbt_stripe_activation.objects.contract import Behavior
+from dbt_stripe_activation.plan import desired_values, plan_row
+from dbt_stripe_activation.project import DbtModel
+from dbt_stripe_activation.records import Action, DesiredRow, DiffRow, DiffStatus
+from dbt_stripe_activation.spec import SyncSpec, parse_sync_spec
+from dbt_stripe_activation.stripe_api import StripeGateway, StripeSettings
 from stripe_emulator import EmulatorHandle, start_emulator
 
 stripe.enable_telemetry = False
@@ -45,6 +53,11 @@ class ObjectConformance:
     samples: ClassVar[Mapping[str, Any]] = {}
     # Fields the emulator cannot round-trip: references to objects it does not have.
     server_skip: ClassVar[frozenset[str]] = frozenset()
+    # A row for the behaviour round trip: Stripe field path -> value (the key is added).
+    row: ClassVar[Mapping[str, Any]] = {}
+    # A key value per key kind, as a model would hold it ("metadata" covers metadata.<name>),
+    # with {n} for what makes it unique to one test run.
+    key_values: ClassVar[Mapping[str, str]] = {}
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -65,11 +78,22 @@ class ObjectConformance:
             return ["en", "fr"]
         if field.kind is ValueKind.BOOLEAN:
             return True
+        if field.kind is ValueKind.DECIMAL:
+            return "12.5"
         return "Sample value"[: field.max_length or None]
 
     def text_of_length(self, field: FieldSpec, length: int) -> str:
         """A value that is valid except perhaps for its length."""
         return "x" * length
+
+    def create_base(self, client: stripe.StripeClient) -> dict[str, Any]:
+        """Params every create of the object needs beyond the sampled fields (a price's
+        product and amount), made in the emulator if they are other objects."""
+        return {}
+
+    def row_values(self, client: stripe.StripeClient) -> dict[str, Any]:
+        """The behaviour round trip's row: `row`, with what it references created."""
+        return dict(self.row)
 
     def mappable(self, *, create_only: bool | None = None) -> list[FieldSpec]:
         return [
@@ -170,8 +194,11 @@ class ObjectConformance:
         for group, required in spec.required_together.items():
             complete = {p: self.sample(spec.fields[p]) for p in required}
             assert validate_values(spec, complete) == []
+            others = [p for p in spec.fields if p.startswith(group + ".") and p not in required]
             for missing in required:
                 partial = {p: v for p, v in complete.items() if p != missing}
+                if not partial and others:  # a one-field group: set a sibling instead
+                    partial = {others[0]: self.sample(spec.fields[others[0]])}
                 assert [i.field for i in validate_values(spec, partial)] == [missing], group
 
     # --- params -----------------------------------------------------------------------------
@@ -225,16 +252,16 @@ class ObjectConformance:
 
     def test_server_round_trip(self, emulator: EmulatorHandle) -> None:
         """Create with every field, read back equal; unset every unsettable one, read None."""
-        if not self.resource:
-            pytest.skip(f"{type(self).__name__} has no `resource` for the server round trip")
         spec = self.object_spec
+        assert self.resource in ("", spec.service), "resource is the contract's service"
         client = stripe.StripeClient(
             "sk_test_conformance", base_addresses={"api": emulator.url}, max_network_retries=0
         )
-        service = getattr(client.v1, self.resource)
+        service = getattr(client.v1, spec.service)
         fields = [f for f in self.mappable(create_only=False) if f.path not in self.server_skip]
         flat = {f.path: self.sample(f) for f in fields} | {"metadata.with.dots": "kept"}
-        created = service.create(params=build_params(flat, create=True, spec=spec))
+        params = {**self.create_base(client), **build_params(flat, create=True, spec=spec)}
+        created = service.create(params=params)
         expand = {"expand": list(expand_for(spec, flat))}
         stored = service.retrieve(created.id, params=expand).to_dict()
         assert flatten_object(stored, flat) == flat
@@ -243,9 +270,81 @@ class ObjectConformance:
         service.update(created.id, params=build_params(cleared, create=False, spec=spec))
         stored = service.retrieve(created.id, params=expand).to_dict()
         after = flatten_object(stored, cleared)
-        # A few enums read back their default once unset (tax_exempt "" reads "none").
-        defaults = {p: v for p, v in after.items() if v is not None}
+        # A few enums read back their default once unset (tax_exempt "" reads "none"); an
+        # unset list reads back empty.
+        defaults = {p: v for p, v in after.items() if v not in (None, [])}
         assert all(resolve_field(spec, p).kind is ValueKind.ENUM for p in defaults), defaults
-        assert {p: v for p, v in after.items() if p not in defaults} == {
+        assert {p: v or None for p, v in after.items() if p not in defaults} == {
             p: None for p in cleared if p not in defaults
         }
+
+    # --- behaviour: the contract drives matching and planning ---------------------------
+
+    def _spec_for(self, key_field: str, column_values: Mapping[str, Any]) -> SyncSpec:
+        obj = self.object_spec
+        key = obj.key_spec(key_field)
+        assert key is not None
+        behavior = Behavior.UPDATE_OR_CREATE if key.can_create else Behavior.UPDATE_ONLY
+        fields = {path: f"c_{i}" for i, path in enumerate(column_values) if path != key_field}
+        block = {"object": obj.name, "behavior": behavior.value,
+                 "key": {"column": "k", "field": key_field}, "fields": fields}
+        model = DbtModel(unique_id=f"model.conformance.{obj.name}", name=obj.name,
+                         package_name="conformance", relation_name='"w"."s"."t"',
+                         database="w", schema="s", alias="t",
+                         original_file_path=f"models/{obj.name}.sql", sync_block=block)
+        return parse_sync_spec(model)
+
+    def _desired(self, spec: SyncSpec, key_raw: Any, values: Mapping[str, Any]) -> DesiredRow:
+        columns = {m.column: values[m.path] for m in spec.fields if m.column != "k"}
+        row = DiffRow(key_value=normalize_key(key_raw, casefold=spec.key.casefold),
+                      values={"k": key_raw, **columns}, row_hash="h", status=DiffStatus.NEW,
+                      previous=None, duplicate_count=1)
+        desired = desired_values(spec, row)
+        assert isinstance(desired, DesiredRow), desired
+        return desired
+
+    @pytest.mark.parametrize("strategy", [LookupStrategy.PER_ROW, LookupStrategy.INDEX])
+    def test_each_key_kind_matches_and_round_trips_to_unchanged(
+        self, emulator: EmulatorHandle, strategy: LookupStrategy
+    ) -> None:
+        """plan -> sync -> plan against a real server, for every key kind the object has:
+        no match plans a create (or, for an id key, the object is made first), the write
+        lands, and the next plan finds it by the key and has nothing to change."""
+        obj = self.object_spec
+        client = stripe.StripeClient(
+            "sk_test_conformance", base_addresses={"api": emulator.url}, max_network_retries=0
+        )
+        gateway = StripeGateway(StripeSettings(api_key="sk_test_conformance",
+                                               api_base=emulator.url, max_rps=1000,
+                                               per_endpoint_rps=1000))
+        assert set(self.key_values) | {"id"} >= set(obj.keys) - {"id"}, "a value per key kind"
+        for kind, key in obj.keys.items():
+            values = self.row_values(client)
+            if not key.can_create:  # update_only: only what an update may change
+                values = {p: v for p, v in values.items()
+                          if p.startswith("metadata.") or not obj.fields[p].create_only}
+            field = f"metadata.conformance_{strategy.value.replace('-', '_')}" \
+                if kind == "metadata" else kind
+            raw: Any = self.key_values.get(kind, "").format(n=strategy.value.replace("-", "_"))
+            if not key.can_create:  # an id Stripe assigns: the object exists first
+                created = gateway.create(obj.service, {
+                    **self.create_base(client), **build_params(self.row_values(client),
+                                                               create=True, spec=obj)},
+                    f"conf-{kind}-{strategy}")
+                raw = created["id"]
+            spec = self._spec_for(field, {field: raw, **values} if key.written else values)
+            desired = self._desired(spec, raw, {field: raw, **values})
+            matcher = Matcher(spec, gateway, strategy)
+            matcher.prepare(unknown_keys=1)
+            first = plan_row(spec, desired, matcher.match(desired))
+            if key.can_create:
+                assert first.action is Action.CREATE, (kind, first)
+                assert first.idempotency_key is not None
+                gateway.create(obj.service, {**self.create_base(client), **first.params},
+                               first.idempotency_key)
+            again = Matcher(spec, gateway, strategy)
+            again.prepare(unknown_keys=1)
+            second = plan_row(spec, desired, again.match(desired))
+            assert second.action is Action.UNCHANGED, (kind, strategy, second)
+            assert second.stripe_id is not None
+

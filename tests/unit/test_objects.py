@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
 from dbt_stripe_activation.objects import (
@@ -32,6 +34,9 @@ from dbt_stripe_activation.objects.base import (
     validate_values,
 )
 from dbt_stripe_activation.objects.customer import CUSTOMER, EXCLUDED
+from dbt_stripe_activation.objects.macro_registry import REGISTRY_PATH, render_registry_macro
+from dbt_stripe_activation.objects.price import PRICE
+from dbt_stripe_activation.objects.product import PRODUCT
 from tests.unit.object_conformance import ObjectConformance
 
 
@@ -39,6 +44,8 @@ class TestCustomer(ObjectConformance):
     spec = CUSTOMER
     resource = "customers"
     samples = {"email": "ada@example.com", "invoice_prefix": "ADA1"}
+    row = {"name": "Ada Lovelace", "metadata.plan": "pro"}
+    key_values = {"email": "Conf.{n}@Example.com", "metadata": "crm-{n}"}
     # References to objects the emulator does not hold (it answers resource_missing).
     server_skip = frozenset({"invoice_settings.default_payment_method"})
 
@@ -48,6 +55,52 @@ class TestCustomer(ObjectConformance):
         if field.path == "invoice_prefix":
             return "A" * length
         return "x" * length
+
+
+class TestProduct(ObjectConformance):
+    spec = PRODUCT
+    resource = "products"
+    samples = {"url": "https://example.com/widget", "images": ["https://example.com/a.png"]}
+    row = {"name": "Widget", "description": "A widget"}
+    key_values = {"id": "prod_conf_{n}", "metadata": "sku-{n}"}
+
+
+class TestPrice(ObjectConformance):
+    spec = PRICE
+    resource = "prices"
+    samples = {"currency": "usd", "lookup_key": "sample_key"}
+    key_values = {"lookup_key": "conf_{n}", "metadata": "plan-{n}"}
+
+    def create_base(self, client: stripe.StripeClient) -> dict[str, Any]:
+        product = client.v1.products.create(params={"name": "Conformance"})
+        return {"currency": "usd", "unit_amount": 100, "product": product.id}
+
+    def row_values(self, client: stripe.StripeClient) -> dict[str, Any]:
+        product = client.v1.products.create(params={"name": "Conformance"})
+        return {"currency": "usd", "unit_amount": 700, "recurring.interval": "month",
+                "nickname": "Monthly", "product": product.id}
+
+
+def test_generated_macro_registry_matches_the_python_registry() -> None:
+    """validate() reads macros/registry.sql; regenerate it when an object or key changes:
+    python -m dbt_stripe_activation.objects.macro_registry > macros/registry.sql"""
+    assert REGISTRY_PATH.read_text() == render_registry_macro()
+
+
+def test_nothing_outside_objects_names_an_object_or_a_key_kind() -> None:
+    """The contract is the one place object facts live: outside objects/, no code compares
+    with, looks up or passes an object's name, service or key kind as a literal."""
+    package = Path(__file__).resolve().parents[2] / "dbt_stripe_activation"
+    names = {n for spec in OBJECT_SPECS.values() for n in (spec.name, spec.service)}
+    names |= {kind for spec in OBJECT_SPECS.values() for kind in spec.keys} - {"metadata", "id"}
+    literal = re.compile(r"[\"']({})[\"']".format("|".join(sorted(names))))
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if literal.search(code):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == []
 
 
 # --- the catalogue follows the SDK ----------------------------------------------------------

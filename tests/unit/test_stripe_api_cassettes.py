@@ -35,6 +35,8 @@ RECORDER = vcr.VCR(
     decode_compressed_response=True,
 )
 
+CUSTOMER_PROBE = [("customers", "list", {"limit": 1})]
+
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     """No cookies and nothing key-shaped in what is stored."""
@@ -87,7 +89,7 @@ def cassette(name: str) -> Any:
 def test_check_replays_a_balance_read(target: tuple[str, str | None]) -> None:
     with cassette("check.yaml"):
         gw = gateway(target)
-        result = gw.check()
+        result = gw.check(CUSTOMER_PROBE)
     assert (result.mode, result.key_kind, result.method) == ("test", "secret", "balance")
     assert gw.stats.by_endpoint == {"GET /v1/balance": 1}
 

@@ -1,0 +1,97 @@
+"""The run context: every setting of a command, resolved once at the edge.
+
+The CLI (and the Python API) build a `CommonOptions` and a `RunRequest`; the pipeline turns
+them into the settings each stage takes (`ProjectSettings`, `StripeSettings`). No stage
+imports the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import ConfigError, StripeConnectionError
+from .project import ProjectSettings
+
+if TYPE_CHECKING:
+    from .stripe_api import StripeSettings
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    project_dir: Path
+    profiles_dir: Path | None
+    profile: str | None
+    target: str | None
+    target_path: Path | None
+    vars: str | None
+    select: tuple[str, ...]
+    exclude: tuple[str, ...]
+    api_key_env: str
+    api_base: str | None
+    output: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    command: str  # sync | plan
+    full_resync: bool = False
+    lookup: str = "auto"
+    sample: int = 20
+    max_failed_pct: float = 0.0
+    max_rps: float | None = None
+    max_endpoint_rps: float | None = None
+    concurrency: int = 16
+    request_timeout: float = 30.0
+    batch_size: int = 500
+    allow_live: bool = False
+
+
+def project_settings(common: CommonOptions) -> ProjectSettings:
+    variables: dict[str, Any] = {}
+    if common.vars:
+        try:
+            parsed = yaml.safe_load(common.vars)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--vars is not valid YAML: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ConfigError("--vars must be a YAML mapping, e.g. --vars '{key: value}'")
+        variables = parsed
+    return ProjectSettings(
+        project_dir=common.project_dir,
+        profiles_dir=common.profiles_dir,
+        profile=common.profile,
+        target=common.target,
+        target_path=common.target_path,
+        vars=variables,
+    )
+
+
+def stripe_settings(common: CommonOptions, request: RunRequest | None = None) -> StripeSettings:
+    """The key comes from an environment variable only: a flag would land in shell history
+    and CI logs."""
+    from .stripe_api import StripeSettings
+
+    key = os.environ.get(common.api_key_env, "").strip()
+    if not key:
+        raise StripeConnectionError(
+            f"No Stripe API key: set {common.api_key_env} (e.g. export "
+            f"{common.api_key_env}=sk_test_...), or name another variable with --api-key-env."
+        )
+    if not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        raise StripeConnectionError(
+            f"{common.api_key_env} does not hold a Stripe secret or restricted key "
+            "(sk_test_/sk_live_/rk_test_/rk_live_): publishable keys (pk_) cannot write."
+        )
+    kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base,
+                              "api_key_env": common.api_key_env}
+    if request is not None:
+        kwargs.update(max_rps=request.max_rps, per_endpoint_rps=request.max_endpoint_rps,
+                      concurrency=request.concurrency, timeout_seconds=request.request_timeout)
+    return StripeSettings(**kwargs)
+
+
