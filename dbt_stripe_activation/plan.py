@@ -146,6 +146,11 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
         path for path in changed
         if policy is not None and policy.forces(path, current.get(path))
     ))
+    if forced and not spec.key.spec.written:
+        return replace(base, action=Action.REJECTED, stripe_id=stripe_id,
+                       reason=f"{', '.join(forced)} cannot change on an existing {obj.name}, "
+                       f"and a new {obj.name} would not carry the key {spec.key.field} (Stripe "
+                       "assigns it): key the model on a field the sync can write")
     if forced:
         return _replace(spec, desired, base, stripe_id, current, forced)
     # Create-only fields (test_clock, payment_method) are ignored on an existing object.

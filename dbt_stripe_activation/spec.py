@@ -554,7 +554,10 @@ def _parse(
     if obj is not None:
         if key is not None:
             fields = _with_key_field(key, fields, problems)
-        _check_whole(obj, key, behavior, fields, problems)
+        raw_fields = block.get("fields")
+        declared = {p for p in raw_fields if isinstance(p, str)} \
+            if isinstance(raw_fields, Mapping) else set()
+        _check_whole(obj, key, behavior, fields, problems, declared)
     if problems.items or obj is None or key is None:
         return None, problems.items
     spec = SyncSpec(
@@ -617,9 +620,11 @@ def _check_whole(
     behavior: Behavior,
     fields: list[FieldMapping],
     problems: _Problems,
+    declared: set[str],
 ) -> None:
     """Rules over the whole mapping: metadata key count, groups Stripe requires whole,
-    what a create needs, fields that exclude each other."""
+    what a create needs, fields that exclude each other. `declared` are the paths the block
+    names, valid or not: one already reported is not reported again as missing."""
     paths = [m.path for m in fields]
     metadata = {p for p in paths if p.startswith(METADATA_PREFIX)}
     if len(metadata) > obj.metadata_max_keys:
@@ -645,7 +650,7 @@ def _check_whole(
                 f"maps {' and '.join(both)}; Stripe takes only one of them. Map one.",
             )
     if behavior is not Behavior.UPDATE_ONLY:
-        missing = [p for p in obj.required_on_create if p not in paths]
+        missing = [p for p in obj.required_on_create if p not in paths and p not in declared]
         if missing:
             problems.add(
                 "fields",
@@ -653,7 +658,7 @@ def _check_whole(
                 f"{obj.name} (behavior {behavior.value}). Map "
                 f"{'it' if len(missing) == 1 else 'them'}, or use behavior: update_only.",
             )
-        amounts = [g for g in obj.exclusive if not any(p in paths for p in g)]
+        amounts = [g for g in obj.exclusive if not any(p in paths or p in declared for p in g)]
         if obj.replace is not None and amounts:
             options = " or ".join(amounts[0])
             problems.add(

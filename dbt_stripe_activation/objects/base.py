@@ -224,7 +224,8 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
         if spec.lowercase:
             text = text.lower()
         if text and text not in spec.choices:
-            raise ValueError(f"is {_short(text)}; Stripe accepts {_choices_text(spec.choices)}")
+            accepted = spec.choices_name or _choices_text(spec.choices)
+            raise ValueError(f"is {_short(text)}; Stripe accepts {accepted}")
         return text
     text = _as_text(raw)
     return _check_text(spec, text.lower() if spec.lowercase else text)

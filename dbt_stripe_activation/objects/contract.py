@@ -33,6 +33,8 @@ class FieldSpec:
     kind: ValueKind
     max_length: int | None = None
     choices: tuple[str, ...] = ()
+    # How messages name a long list of choices ("an ISO 4217 currency code").
+    choices_name: str = ""
     create_only: bool = False
     # Posting "" unsets it (Stripe docs: "Literal['']" in the SDK's typed params).
     unsettable: bool = True

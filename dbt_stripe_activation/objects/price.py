@@ -63,6 +63,7 @@ OVERRIDES: Mapping[str, Mapping[str, Any]] = {
     "currency": {
         "kind": ValueKind.ENUM,
         "choices": tuple(sorted(ISO_4217)),
+        "choices_name": "a three-letter ISO 4217 currency code (usd, eur, ...)",
         "lowercase": True,
     },
     # The SDK types it as Decimal; Stripe takes and returns a decimal string.

@@ -52,6 +52,11 @@ CRM_ROWS = [
 ]
 KEY_BY_CRM_ID = {"column": "customer_id", "field": "metadata.crm_id"}
 GOOD = {"object": "customer", "key": KEY_BY_CRM_ID, "fields": {"email": "email"}}
+PRICE = {
+    "object": "price",
+    "key": {"column": "customer_id", "field": "lookup_key"},
+    "fields": {"currency": "plan", "unit_amount": "plan", "product": "email"},
+}
 
 
 def label(model: str) -> str:
@@ -222,7 +227,8 @@ CONFIG_CASES = [
         "column_as_a_number",
         {**GOOD, "fields": {"name": 5}},
         "{m}: stripe_activation.fields.name: must be a model column name (a string) or a "
-        "mapping {{column: ..., null_values: skip|clear}}, got a number.",
+        "mapping ({{column: ..., null_values: skip|clear}}, {{ref: <model>, column: ...}} or "
+        "{{value: ...}}), got a number.",
     ),
     ConfigCase(
         "block_as_a_list",
@@ -319,6 +325,78 @@ CONFIG_CASES = [
         "a model that has one.",
         select=("plain_model",),
     ),
+    # -- the catalogue objects and references between models ---------------------------
+    ConfigCase(
+        "ref_to_unknown_model",
+        {**PRICE, "fields": {**PRICE["fields"],
+                             "product": {"ref": "no_such_model", "column": "plan"}}},
+        "{m}: stripe_activation.fields.product.ref: names model 'no_such_model', which is not "
+        "in the project. Name a model with a stripe_activation block.",
+    ),
+    ConfigCase(
+        "ref_to_model_without_block",
+        {**PRICE, "fields": {**PRICE["fields"],
+                             "product": {"ref": "plain_model", "column": "plan"}}},
+        "{m}: stripe_activation.fields.product.ref: names model 'plain_model', which has no "
+        "stripe_activation block: a reference resolves a key to the Stripe id that model "
+        "synced. Add the block to 'plain_model', or map a column holding Stripe ids instead.",
+    ),
+    ConfigCase(
+        "ref_to_another_object",
+        {**PRICE, "fields": {**PRICE["fields"],
+                             "product": {"ref": "env_ok", "column": "customer_id"}}},
+        "{m}: stripe_activation.fields.product.ref: product holds a product id, but model "
+        "'env_ok' syncs customers. Reference a model with object: product.",
+    ),
+    ConfigCase(
+        "reference_cycle",
+        None,
+        "{cycle_a}: stripe_activation.fields: references form a cycle (cycle_a -> cycle_b -> "
+        "cycle_a); no model could sync first. Remove one reference (map a column of Stripe ids "
+        "instead).",
+        extra_models={
+            "cycle_a": {"object": "product", "key": {"column": "customer_id", "field": "id"},
+                        "fields": {"name": "full_name",
+                                   "metadata.b": {"ref": "cycle_b", "column": "plan"}}},
+            "cycle_b": {"object": "product",
+                        "key": {"column": "customer_id", "field": "metadata.sku"},
+                        "fields": {"name": "full_name",
+                                   "metadata.a": {"ref": "cycle_a", "column": "plan"}}},
+        },
+        select=("cycle_a", "cycle_b"),
+    ),
+    ConfigCase(
+        "both_amounts",
+        {**PRICE, "fields": {**PRICE["fields"], "unit_amount_decimal": "plan"}},
+        "{m}: stripe_activation.fields: maps unit_amount and unit_amount_decimal; Stripe takes "
+        "only one of them. Map one.",
+    ),
+    ConfigCase(
+        "price_without_product",
+        {**PRICE, "fields": {"currency": "plan", "unit_amount": "plan"}},
+        "{m}: stripe_activation.fields: does not map product, which Stripe requires to create "
+        "a price (behavior update_or_create). Map it, or use behavior: update_only.",
+    ),
+    ConfigCase(
+        "immutable_price_field_with_update_only",
+        {**PRICE, "behavior": "update_only"},
+        "{m}: stripe_activation.fields.currency: 'currency' can only be set when Stripe "
+        "creates a price (a change to it needs a new price), and behavior is update_only. "
+        "Remove it, or use behavior: update_or_create.\n"
+        "{m}: stripe_activation.fields.unit_amount: 'unit_amount' can only be set when Stripe "
+        "creates a price (a change to it needs a new price), and behavior is update_only. "
+        "Remove it, or use behavior: update_or_create.\n"
+        "{m}: stripe_activation.fields.product: 'product' can only be set when Stripe creates "
+        "a price (a change to it needs a new price), and behavior is update_only. Remove it, "
+        "or use behavior: update_or_create.",
+    ),
+    ConfigCase(
+        "ephemeral_model",
+        GOOD,
+        "{m}: is materialized as ephemeral, so it has no relation in the warehouse for the "
+        "sync to read. Materialize it as a table, view or incremental model (`config: "
+        "materialized: table`).",
+    ),
     ConfigCase(
         "vars_not_yaml",
         None,
@@ -359,7 +437,10 @@ def build_config_project(root: Path) -> DbtProject:
     select_crm = "select * from {{ ref('crm') }}"
     for case in CONFIG_CASES:
         for name, sync in case.models.items():
-            project.write_model(name, select_crm, sync=sync)
+            sql_text = select_crm
+            if name == "ephemeral_model":
+                sql_text = "{{ config(materialized='ephemeral') }}\n" + select_crm
+            project.write_model(name, sql_text, sync=sync)
     project.write_model("plain_model", select_crm)
     project.write_model("env_ok", select_crm, sync=GOOD)
     project.write_model("env_gone", select_crm, sync=GOOD)
@@ -1197,3 +1278,45 @@ def test_catalogue_doc_lists_every_test() -> None:
         }
     assert sorted(tests - named) == [], "tests missing from the doc"
     assert sorted(named - tests) == [], "the doc names tests that do not exist"
+
+
+# ============================================================================================
+# Catalogue rows: a bad price rejects only itself, with the reason.
+# ============================================================================================
+
+PRICE_ROWS = [
+    {"lookup_key": "good_monthly", "currency": "USD", "amount": "900"},
+    {"lookup_key": "k" * 201, "currency": "usd", "amount": "900"},
+    {"lookup_key": "bad_currency", "currency": "usdollar", "amount": "900"},
+    {"lookup_key": "fractional_amount", "currency": "usd", "amount": "12.5"},
+]
+PRICE_REASONS = {
+    "k" * 201: "lookup_key (column lookup_key): is 201 characters; Stripe allows at most 200",
+    "bad_currency": "currency (column currency): is 'usdollar'; Stripe accepts a three-letter "
+    "ISO 4217 currency code (usd, eur, ...)",
+    "fractional_amount": "unit_amount (column amount): is '12.5'; expected a whole number",
+}
+
+
+def test_price_rows_reject_only_themselves(tmp_path: Path) -> None:
+    project = new_project(tmp_path / "proj")
+    project.write_seed("catalogue", [{"sku": "prod_one", "name": "One"}])
+    project.write_seed("plans", [{**row, "sku": "prod_one"} for row in PRICE_ROWS])
+    project.write_model("stripe_products", "select * from {{ ref('catalogue') }}", sync={
+        "object": "product", "key": {"column": "sku", "field": "id"}, "fields": {"name": "name"},
+    })
+    project.write_model("stripe_prices", "select * from {{ ref('plans') }}", sync={
+        "object": "price", "key": {"column": "lookup_key", "field": "lookup_key"},
+        "fields": {"product": {"ref": "stripe_products", "column": "sku"},
+                   "currency": "currency", "unit_amount": "amount"},
+    })
+    project.build()
+    with start_emulator(seed=5) as emulator:
+        run = run_cli(project, "sync", *FAST, "--output", "json", emulator=emulator)
+        assert run.code == 1, run.explain()
+        prices = run.model("stripe_prices")
+        assert prices["counts"]["created"] == 1
+        assert {r["key"]: r["reason"] for r in prices["rejected"]} == PRICE_REASONS
+        [price] = emulator.prices()
+        assert (price["lookup_key"], price["currency"]) == ("good_monthly", "usd")
+        assert run.stats["by_endpoint"].get("POST /v1/prices") == 1
