@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from .context import CommonOptions, RunRequest
 from .errors import SyncError
@@ -79,35 +78,15 @@ def _handle_errors(func: Callable[..., int]) -> Callable[..., None]:
         try:
             code = func(*args, **kwargs)
         except SyncError as exc:
-            _fail(exc, output)
+            from .report import render_error
+
+            render_error(str(exc), type(exc).__name__, exc.exit_code, json_mode=output == "json")
             code = exc.exit_code
         except KeyboardInterrupt:
             code = 130
         sys.exit(code)
 
     return wrapper
-
-
-def _fail(exc: SyncError, output: str) -> None:
-    from .report import dumps
-
-    message = str(exc)
-    if output == "json":
-        click.echo(dumps({"error": message, "error_type": type(exc).__name__,
-                          "exit_code": exc.exit_code}))
-    else:
-        err_console().print(f"[bold red]Error:[/] {_redact(message)}", highlight=False)
-
-
-def _redact(text: str) -> str:
-    from .stripe_api import redact
-
-    return redact(text)
-
-
-@functools.lru_cache(maxsize=1)
-def err_console() -> Console:
-    return Console(stderr=True)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -532,3 +533,44 @@ def _load_manifest(path: Path) -> Any:
             f"Cannot load the dbt manifest at {path}: {_one_line(exc)}. Run `dbt parse` (or "
             "`dbt run`) with this dbt version, then run again."
         ) from exc
+
+
+def list_models(
+    settings: ProjectSettings, select: tuple[str, ...], exclude: tuple[str, ...]
+) -> set[str]:
+    """`dbt ls --resource-type model` through dbtRunner (dbt's own selector): unique ids."""
+    import io
+    from contextlib import redirect_stdout
+
+    from dbt.cli.main import dbtRunner
+
+    args = ["ls", "--resource-type", "model", "--output", "json", "--output-keys", "unique_id",
+            "--quiet", "--no-write-json", "--project-dir", str(settings.project_dir)]
+    args += ["--profiles-dir", str(settings.resolved_profiles_dir)]
+    if settings.profile:
+        args += ["--profile", settings.profile]
+    if settings.target:
+        args += ["--target", settings.target]
+    if settings.target_path:
+        args += ["--target-path", str(settings.target_path)]
+    if settings.vars:
+        args += ["--vars", json.dumps(dict(settings.vars))]
+    for item in select:
+        args += ["--select", item]
+    for item in exclude:
+        args += ["--exclude", item]
+    with redirect_stdout(io.StringIO()):
+        result = dbtRunner().invoke(args)
+    if not result.success:
+        detail = f": {result.exception}" if result.exception else ""
+        raise ProjectError(
+            f"dbt could not resolve --select {' '.join(select)!r} "
+            f"--exclude {' '.join(exclude)!r}{detail}"
+        )
+    ids: set[str] = set()
+    for line in result.result if isinstance(result.result, list) else []:
+        try:
+            ids.add(json.loads(line)["unique_id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids

@@ -7,22 +7,8 @@ The CLI calls these three functions and nothing deeper.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
+from . import report
 from .context import CommonOptions, RunRequest, project_settings, stripe_settings
 from .errors import (
     ConfigError,
@@ -37,23 +23,6 @@ from .spec import SyncSpec, check_overlaps, parse_sync_specs
 
 if TYPE_CHECKING:
     from .records import ModelResult
-
-
-def _console(stderr: bool = False) -> Console:
-    """Rich console; CI logs (not a terminal) get 120 columns instead of rich's 80."""
-    console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=120)
-
-
-def _warn_api_base(console: Console, api_base: str | None) -> None:
-    if not api_base:
-        return
-    host = urlparse(api_base).hostname or ""
-    if host != "api.stripe.com":
-        console.print(
-            f"[yellow]Warning:[/] STRIPE_API_BASE points at {api_base}, not Stripe: "
-            "nothing written there reaches your Stripe account.", highlight=False,
-        )
 
 
 def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manifest, list[SyncSpec]]:
@@ -84,7 +53,7 @@ def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manife
         )
     specs = parse_sync_specs(models, manifest.models)
     for warning in check_overlaps(specs):
-        _console(stderr=True).print(f"[yellow]Warning:[/] {warning}", highlight=False)
+        report.warn(warning)
     return manifest, specs
 
 
@@ -177,46 +146,35 @@ def _check_probes(settings: ProjectSettings) -> list[tuple[str, str, dict[str, A
 
 
 def run_check(common: CommonOptions) -> int:
-    from .report import dumps
     from .stripe_api import StripeGateway
     from .warehouse import Warehouse
 
-    console = _console(stderr=common.output == "json")
     settings = project_settings(common)
-    report: dict[str, Any] = {"command": "check", "stripe": None, "warehouse": None}
+    checked: dict[str, Any] = {"command": "check", "stripe": None, "warehouse": None}
     code = 0
     try:
         stripe = stripe_settings(common)
-        _warn_api_base(_console(stderr=True), stripe.api_base)
+        report.warn_api_base(stripe.api_base)
         result = StripeGateway(stripe).check(_check_probes(settings))
-        report["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
+        checked["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
                             "method": result.method, "api_base": result.api_base,
                             "detail": result.detail}
     except StripeConnectionError as exc:
-        report["stripe"] = {"ok": False, "error": str(exc)}
+        checked["stripe"] = {"ok": False, "error": str(exc)}
         code = 2
     try:
         manifest = load_manifest(settings)
         with Warehouse.open(settings, manifest) as warehouse:
-            report["warehouse"] = {"ok": True, "detail": warehouse.check()}
+            checked["warehouse"] = {"ok": True, "detail": warehouse.check()}
     except Exception as exc:  # noqa: BLE001 - every failure here is the report's content
-        report["warehouse"] = {"ok": False, "error": str(exc)}
+        checked["warehouse"] = {"ok": False, "error": str(exc)}
         code = 2
-    report["exit_code"] = code
-    if common.output == "json":
-        print(dumps(report))
-        return code
-    for name in ("stripe", "warehouse"):
-        part = report[name]
-        if part and part.get("ok"):
-            console.print(f"[green]OK[/]   {name}: {part.get('detail')}", highlight=False)
-        else:
-            console.print(f"[red]FAIL[/] {name}: {(part or {}).get('error')}", highlight=False)
+    checked["exit_code"] = code
+    report.render_check(checked, json_mode=common.output == "json")
     return code
 
 
 def run_reset(common: CommonOptions) -> int:
-    from .report import dumps
     from .warehouse import Warehouse
 
     settings = project_settings(common)
@@ -226,24 +184,17 @@ def run_reset(common: CommonOptions) -> int:
         _ensure_bookkeeping(warehouse)
         for spec in specs:
             cleared[spec.model.name] = warehouse.reset_state(spec.model)
-    if common.output == "json":
-        print(dumps({"command": "reset-state", "cleared": cleared, "exit_code": 0}))
-    else:
-        for name, count in cleared.items():
-            _console().print(f"{name}: cleared {count} state rows (nothing sent to Stripe)")
+    report.render_reset(cleared, json_mode=common.output == "json")
     return 0
 
 
 def run_sync(common: CommonOptions, request: RunRequest) -> int:
     from .engine import Engine, SyncOptions, new_run_id
     from .match import LookupStrategy
-    from .report import dumps, exit_code, render_results, results_document, write_results_file
     from .stripe_api import StripeGateway
     from .warehouse import Warehouse
 
     json_mode = common.output == "json"
-    console = _console(stderr=json_mode)
-    err = _console(stderr=True)
     settings = project_settings(common)
     # A run refused before it starts must not leave the last run's results for CI to read.
     (settings.resolved_target_path / "stripe_sync_results.json").unlink(missing_ok=True)
@@ -256,7 +207,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
             "DBT_STRIPE_SYNC_ALLOW_LIVE=1) to write production data. `plan` and `check` "
             "work without it."
         )
-    _warn_api_base(err, stripe.api_base)
+    report.warn_api_base(stripe.api_base)
     options = SyncOptions(
         dry_run=dry_run, full_resync=request.full_resync, batch_size=request.batch_size,
         lookup=LookupStrategy(request.lookup), concurrency=request.concurrency,
@@ -270,7 +221,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
         _ensure_bookkeeping(warehouse)
         _check_references(warehouse, specs)
         gateway = StripeGateway(stripe)
-        with _progress(err, disabled=json_mode or not err.is_terminal) as progress:
+        with report.ModelProgress(disabled=json_mode) as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
             engine.expect_references(specs)
             for spec in specs:
@@ -280,51 +231,10 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
                     error = f"{spec.model.name}: {result.error}"
                     if isinstance(result.exception, (StripeConnectionError, WarehouseError)):
                         break  # a refused key or a lost warehouse fails every model
-    code = exit_code(results, request.max_failed_pct)
-    document = results_document(request.command, run_id, results, code,
-                                stripe={"mode": stripe.mode, "api_base": stripe.api_base},
-                                error=error)
-    path = write_results_file(settings.resolved_target_path, document)
-    if json_mode:
-        print(dumps(document))
-    else:
-        render_results(console, results, dry_run)
-        console.print(f"Results written to {path}", highlight=False)
-    if error:
-        err.print(f"[bold red]Error:[/] {error}", highlight=False)
+    code = report.exit_code(results, request.max_failed_pct)
+    document = report.results_document(
+        request.command, run_id, results, code,
+        stripe={"mode": stripe.mode, "api_base": stripe.api_base}, error=error)
+    path = report.write_results_file(settings.resolved_target_path, document)
+    report.render_run(document, results, dry_run, path, error, json_mode=json_mode)
     return code
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.1f} rows/s" if speed else "", style="progress.data.speed")
-
-
-class _ModelProgress:
-    """A rich progress bar per model (rows done, rate, ETA), on stderr."""
-
-    def __init__(self, console: Console, disabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            _RateColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=console, disable=disabled, transient=False,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-    def update_model(self, model: str, done: int, total: int) -> None:
-        if model not in self.tasks:
-            self.tasks[model] = self.progress.add_task(model, total=max(total, 1))
-        self.progress.update(self.tasks[model], completed=done if total else 1,
-                             total=max(total, 1))
-
-    def __enter__(self) -> _ModelProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
-
-
-def _progress(console: Console, disabled: bool) -> _ModelProgress:
-    return _ModelProgress(console, disabled)

@@ -14,9 +14,22 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .records import OUTCOMES, ModelResult
@@ -189,3 +202,105 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
                     "(unset)" if d.after is None else str(d.after),
                 )
         console.print(diff_table)
+
+
+# --- the screen ---------------------------------------------------------------------------
+
+
+def console(stderr: bool = False) -> Console:
+    """Rich console; CI logs (not a terminal) get 120 columns instead of rich's 80."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=120)
+
+
+def warn(text: str) -> None:
+    """A warning for people: stderr, so `--output json` keeps stdout machine-readable."""
+    console(stderr=True).print(f"[yellow]Warning:[/] {redact(text)}", highlight=False)
+
+
+def warn_api_base(api_base: str | None) -> None:
+    if not api_base:
+        return
+    host = urlparse(api_base).hostname or ""
+    if host != "api.stripe.com":
+        console(stderr=True).print(
+            f"[yellow]Warning:[/] STRIPE_API_BASE points at {api_base}, not Stripe: "
+            "nothing written there reaches your Stripe account.", highlight=False,
+        )
+
+
+def render_error(message: str, error_type: str, code: int, *, json_mode: bool) -> None:
+    """A run that could not start: the JSON document on stdout, or one line on stderr."""
+    if json_mode:
+        print(dumps({"error": message, "error_type": error_type, "exit_code": code}))
+    else:
+        Console(stderr=True).print(f"[bold red]Error:[/] {redact(message)}", highlight=False)
+
+
+def render_check(checked: dict[str, Any], *, json_mode: bool) -> None:
+    if json_mode:
+        print(dumps(checked))
+        return
+    out = console()
+    for name in ("stripe", "warehouse"):
+        part = checked[name]
+        if part and part.get("ok"):
+            out.print(f"[green]OK[/]   {name}: {redact(str(part.get('detail')))}", highlight=False)
+        else:
+            out.print(f"[red]FAIL[/] {name}: {redact(str((part or {}).get('error')))}",
+                      highlight=False)
+
+
+def render_reset(cleared: dict[str, int], *, json_mode: bool) -> None:
+    if json_mode:
+        print(dumps({"command": "reset-state", "cleared": cleared, "exit_code": 0}))
+        return
+    for name, count in cleared.items():
+        console().print(f"{name}: cleared {count} state rows (nothing sent to Stripe)")
+
+
+def render_run(document: dict[str, Any], results: Sequence[ModelResult], dry_run: bool,
+               path: Path, error: str | None, *, json_mode: bool) -> None:
+    """stdout: the JSON document, or the summary for people; stderr: the error, if any."""
+    if json_mode:
+        print(dumps(document))
+    else:
+        out = console()
+        render_results(out, results, dry_run)
+        out.print(f"Results written to {path}", highlight=False)
+    if error:
+        console(stderr=True).print(f"[bold red]Error:[/] {redact(error)}", highlight=False)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} rows/s" if speed else "", style="progress.data.speed")
+
+
+class ModelProgress:
+    """A rich progress bar per model (rows done, rate, ETA), on stderr; off for JSON output
+    and when stderr is not a terminal."""
+
+    def __init__(self, disabled: bool) -> None:
+        err = console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            _RateColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=err, disable=disabled or not err.is_terminal,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def update_model(self, model: str, done: int, total: int) -> None:
+        if model not in self.tasks:
+            self.tasks[model] = self.progress.add_task(model, total=max(total, 1))
+        self.progress.update(self.tasks[model], completed=done if total else 1,
+                             total=max(total, 1))
+
+    def __enter__(self) -> ModelProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)

@@ -19,6 +19,8 @@ import pytest
 
 from dbt_stripe_activation import __version__, dbt_compat
 from dbt_stripe_activation.errors import LockHeldError, ProjectError, WarehouseError
+from dbt_stripe_activation.objects import OBJECT_SPECS
+from dbt_stripe_activation.objects.base import normalize_key
 from dbt_stripe_activation.project import load_manifest
 from dbt_stripe_activation.spec import FieldMapping, SyncSpec
 from dbt_stripe_activation.warehouse import (
@@ -746,3 +748,27 @@ def test_synced_values_json_is_sorted_text(warehouse: Warehouse, project: BuiltP
         fetch=True,
     )
     assert stored == [(json.dumps({"a": "2024-01-15", "z": 1}),)]
+
+
+# -- the object contract's key normalization, in SQL ---------------------------------------
+
+KEY_SAMPLES = ["  Ada@Example.COM\t\n", "CRM-42 ", "", "   ", "Mixed Case_Key", "o'brien",
+               "\u00a0x\u00a0", "prod_ABC"]
+
+
+@pytest.mark.parametrize("object_name", sorted(OBJECT_SPECS))
+def test_key_normalization_is_identical_in_python_and_sql(
+    warehouse: Warehouse, object_name: str
+) -> None:
+    """The macros receive `casefold` from the contract for every key kind of every object,
+    and compute exactly what objects.base.normalize_key computes (ASCII case mapping)."""
+    obj = OBJECT_SPECS[object_name]
+    for kind, key in obj.keys.items():
+        for value in KEY_SAMPLES:
+            literal = warehouse._render("string_literal", value=value)
+            expression = warehouse._render(
+                "normalized_key", column_sql=literal, casefold=key.casefold
+            )
+            with warehouse._transaction():
+                [(got,)] = warehouse._execute(f"select {expression}", None, True)
+            assert got == normalize_key(value, casefold=key.casefold), (kind, value)
