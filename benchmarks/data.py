@@ -15,39 +15,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-CITIES = ("Paris", "Lyon", "Nice")
-PLANS = ("free", "pro")
+from tests import customers
+from tests.customers import customer_params
+
+COLUMNS = customers.COLUMNS
+ID_DIGITS = 7  # c0000000..c9999999, as big_model_sql pads them
 
 # The sync every scenario runs: key on email, so the tool may choose per-row lookups or a
-# list index; four mapped fields, one nested, two in metadata.
+# list index; four mapped fields, one nested, two in metadata (the rows and the block are the
+# tests' own, tests/customers.py).
 SYNC: dict[str, Any] = {
     "object": "customer",
     "behavior": "update_or_create",
-    "key": {"column": "email", "field": "email"},
-    "fields": {
-        "name": "full_name",
-        "address.city": "city",
-        "metadata.plan": "plan",
-        "metadata.crm_id": "customer_id",
-    },
+    "key": customers.SYNC_BY_EMAIL["key"],
+    "fields": customers.SYNC_BY_EMAIL["fields"],
 }
-COLUMNS = ("customer_id", "email", "full_name", "city", "plan")
-RENAMED = " (renamed)"
 
 
 def row(i: int, renamed: bool = False) -> dict[str, Any]:
-    return {
-        "customer_id": f"c{i:07d}",
-        "email": f"user{i}@example.com",
-        "full_name": f"User {i}" + (RENAMED if renamed else ""),
-        "city": CITIES[i % 3],
-        "plan": PLANS[i % 2],
-    }
+    return customers.row(i, renamed, id_digits=ID_DIGITS)
 
 
 def rows(n: int, changed: Iterable[int] = ()) -> list[dict[str, Any]]:
-    changed_set = set(changed)
-    return [row(i, i in changed_set) for i in range(n)]
+    return customers.rows(n, changed, id_digits=ID_DIGITS)
 
 
 def changed_rows(n: int, fraction: float = 0.01) -> list[int]:
@@ -86,23 +76,16 @@ def expected(n: int) -> Expected:
 
 def account(n: int) -> list[dict[str, Any]]:
     """Create params for the n customers the account holds before the first sync."""
-    customers: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
     for i in range(n):
         kind = row_class(i)
         if kind == "create":
             continue
-        r = row(i)
-        customers.append(
-            {
-                "email": r["email"],
-                "name": r["full_name"] if kind == "unchanged" else f"Old name {i}",
-                "address": {"city": r["city"]},
-                "metadata": {"plan": r["plan"], "crm_id": r["customer_id"]},
-            }
-        )
+        stale_name = None if kind == "unchanged" else f"Old name {i}"
+        held.append(customer_params(row(i), name=stale_name))
     j = 0
-    while len(customers) < n:
-        customers.append(
+    while len(held) < n:
+        held.append(
             {
                 "email": f"someone{j}@other.example.org",
                 "name": f"Someone {j}",
@@ -110,7 +93,7 @@ def account(n: int) -> list[dict[str, Any]]:
             }
         )
         j += 1
-    return customers
+    return held
 
 
 def big_model_sql() -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import stripe
 
+from tests.customers import customer_params
+
 
 @dataclass(frozen=True)
 class NaiveRun:
@@ -24,15 +26,6 @@ class NaiveRun:
     @property
     def seconds_per_row(self) -> float:
         return self.seconds / self.rows if self.rows else 0.0
-
-
-def customer_params(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "email": row["email"],
-        "name": row["full_name"],
-        "address": {"city": row["city"]},
-        "metadata": {"plan": row["plan"], "crm_id": row["customer_id"]},
-    }
 
 
 def naive_sync(rows: Sequence[Mapping[str, Any]], api_base: str, api_key: str) -> NaiveRun:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stripe_emulator.handle import EmulatorHandle
+from tests.customers import stripe_differences
 
 from . import data
 from .measure import StatsSampler, write_timeline
@@ -139,21 +140,11 @@ def _check_counts(model: dict[str, Any], what: str, **expected: int) -> None:
 
 
 def _check_stripe_holds(emulator: EmulatorHandle, rows: list[dict[str, Any]], what: str) -> None:
-    """Exactly one customer per row's email, holding the row's values."""
-    by_email: dict[str, list[dict[str, Any]]] = {}
-    for customer in emulator.customers():
-        by_email.setdefault(customer.get("email") or "", []).append(customer)
-    for row in rows:
-        found = by_email.get(row["email"], [])
-        if len(found) != 1:
-            raise BenchError(f"{what}: {len(found)} customers hold {row['email']}")
-        customer = found[0]
-        if (
-            customer["name"] != row["full_name"]
-            or (customer.get("address") or {}).get("city") != row["city"]
-            or customer["metadata"].get("plan") != row["plan"]
-        ):
-            raise BenchError(f"{what}: {customer['id']} does not hold row {row}")
+    """Exactly one customer per row's email, holding the row's values (the account's other
+    customers are left alone)."""
+    problems = stripe_differences(emulator.customers(), rows, "email", others=True)
+    if problems:
+        raise BenchError(f"{what}: " + "; ".join(problems))
 
 
 # -- the naive loop ---------------------------------------------------------------------------

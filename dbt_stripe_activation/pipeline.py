@@ -19,7 +19,7 @@ from .errors import (
 )
 from .objects import DEFAULT_OBJECT
 from .project import Manifest, ProjectSettings, load_manifest, select_models
-from .spec import SyncSpec, check_overlaps, parse_sync_specs
+from .spec import SyncSpec, check_overlaps, create_only_warnings, parse_sync_specs
 
 if TYPE_CHECKING:
     from .records import ModelResult
@@ -52,7 +52,9 @@ def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manife
             "block. Add one as the README shows, then `dbt parse` (or `dbt run`)."
         )
     specs = parse_sync_specs(models, manifest.models)
-    for warning in check_overlaps(specs):
+    warnings = check_overlaps(specs)
+    warnings += [w for spec in specs for w in create_only_warnings(spec)]
+    for warning in warnings:
         report.warn(warning)
     return manifest, specs
 

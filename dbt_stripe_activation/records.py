@@ -244,7 +244,6 @@ class ModelResult:
     problems_omitted: int = 0  # beyond MAX_PROBLEMS_REPORTED: in stripe_sync_row_results
     samples: list[RowReport] = field(default_factory=list)  # field-level diffs
     removed_sample: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     lookup: str | None = None
     reads: int = 0
     writes: int = 0

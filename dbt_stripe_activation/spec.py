@@ -740,6 +740,24 @@ def order_by_references(specs: list[SyncSpec]) -> list[SyncSpec]:
     return ordered
 
 
+def create_only_warnings(spec: SyncSpec) -> list[str]:
+    """Mapped fields Stripe sets only on create and the object keeps as they are (a
+    customer's test_clock): a change to one in the model is ignored on existing objects."""
+    policy = spec.object.replace
+    ignored = [
+        m.path for m in spec.fields
+        if m.path != spec.key.field and (target := spec.object.fields.get(m.path)) is not None
+        and target.create_only and (policy is None or not policy.forces(m.path, None))
+    ]
+    if not ignored:
+        return []
+    return [
+        f"{spec.model.label}: {', '.join(ignored)} can only be set when Stripe creates a "
+        f"{spec.object.name}: a change to {'it' if len(ignored) == 1 else 'them'} in the model "
+        f"is ignored on existing {spec.object.name}s."
+    ]
+
+
 def check_overlaps(specs: list[SyncSpec]) -> list[str]:
     """Models that would write the same Stripe objects.
 

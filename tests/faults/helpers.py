@@ -20,8 +20,9 @@ from typing import Any
 import psutil
 
 from stripe_emulator.handle import EmulatorHandle
+from tests.customers import SYNC_BY_METADATA, SYNCS, customer_params, rows, stripe_differences
 from tests.integration.dbtproj import BIN, CliResult, DbtProject, new_project
-from tests.integration.test_incremental import FAST, SYNC, rows, sql
+from tests.integration.test_incremental import FAST, sql
 
 N_ROWS = 250
 MAX_RUNS = 6
@@ -29,18 +30,6 @@ MAX_RUNS = 6
 API_KEY_SECRET = "FaultMatrix" + uuid.uuid4().hex
 API_KEY = "sk_test_" + API_KEY_SECRET
 
-SYNC_BY_METADATA = SYNC  # key {column: customer_id, field: metadata.crm_id}
-SYNC_BY_EMAIL = {
-    "object": "customer",
-    "key": {"column": "email", "field": "email"},
-    "fields": {
-        "name": "full_name",
-        "address.city": "city",
-        "metadata.plan": "plan",
-        "metadata.crm_id": "customer_id",
-    },
-}
-SYNCS = {"metadata": SYNC_BY_METADATA, "email": SYNC_BY_EMAIL}
 MODEL_OF = {"metadata": "stripe_customers", "email": "customers_by_email"}
 BOOKKEEPING_TABLES = (
     "stripe_sync_state",
@@ -58,23 +47,13 @@ def existing_customers(model: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     """What the account holds before the first sync: a fifth of the keys with stale values
     (updates, so lock_timeout and update replays are exercised), a fifth already equal to
     the model (adopted without a write); the rest are new (creates)."""
-    out = []
-    for i, row in enumerate(model):
-        stale = i % 5 == 0
-        if i % 5 > 1:
-            continue
-        out.append(
-            {
-                "email": row["email"],
-                "name": f"Old name {i}" if stale else row["full_name"],
-                "address": {"city": "Berlin" if stale else row["city"]},
-                "metadata": {
-                    "crm_id": row["customer_id"],
-                    "plan": "legacy" if stale else row["plan"],
-                },
-            }
-        )
-    return out
+    return [
+        customer_params(row, name=f"Old name {i}", city="Berlin", plan="legacy")
+        if i % 5 == 0
+        else customer_params(row)
+        for i, row in enumerate(model)
+        if i % 5 <= 1
+    ]
 
 
 def expected_writes(model: Sequence[Mapping[str, Any]]) -> int:
@@ -260,42 +239,12 @@ def assert_failures_reported(project: DbtProject, run: Run) -> None:
     assert status == [(model["status"],)], (status, run.summary())
 
 
-def key_of(customer: Mapping[str, Any], key_kind: str) -> str:
-    if key_kind == "email":
-        return str(customer.get("email") or "").strip().lower()
-    return str((customer.get("metadata") or {}).get("crm_id"))
-
-
 def assert_stripe_equals_model(
     emulator: EmulatorHandle, key_kind: str, model: Sequence[Mapping[str, Any]] | None = None
 ) -> None:
     """Exactly one customer per key, none without a row, every mapped field equal."""
-    model = model or model_rows()
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for customer in emulator.customers():
-        by_key.setdefault(key_of(customer, key_kind), []).append(customer)
-    expected = {(r["email"] if key_kind == "email" else r["customer_id"]): r for r in model}
-    duplicated = {k: [c["id"] for c in v] for k, v in by_key.items() if len(v) > 1}
-    assert not duplicated, f"keys with several customers: {duplicated}"
-    assert sorted(by_key) == sorted(expected)
-    wrong = []
-    for key, row in expected.items():
-        [customer] = by_key[key]
-        actual = (
-            customer["email"],
-            customer["name"],
-            (customer["address"] or {}).get("city"),
-            customer["metadata"],
-        )
-        wanted = (
-            row["email"],
-            row["full_name"],
-            row["city"],
-            {"crm_id": row["customer_id"], "plan": row["plan"]},
-        )
-        if actual != wanted:
-            wrong.append((key, actual, wanted))
-    assert not wrong, f"{len(wrong)} customers differ from their row, e.g. {wrong[:3]}"
+    problems = stripe_differences(emulator.customers(), model or model_rows(), key_kind)
+    assert not problems, problems
 
 
 def state_rows(project: DbtProject, model: str = "stripe_customers") -> list[tuple[Any, ...]]:

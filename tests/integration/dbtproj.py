@@ -1,6 +1,9 @@
 """A throwaway dbt project for a test: seeds, models with meta blocks, profiles for DuckDB and
 PostgreSQL, the repo root installed as a local package, and helpers to build it and run the
-CLI against it as a user would (subprocesses: dbt, then dbt-stripe-sync)."""
+CLI against it as a user would (subprocesses: dbt, then dbt-stripe-sync).
+
+The warehouse tests' fixture project and the benchmark's projects are built with it too: the
+benchmark imports this module, so it must not import pytest, nor any module that does."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+PROJECT_NAME = "test_project"
 
 
 @dataclass
@@ -38,12 +42,17 @@ class DbtProject:
     target: str = "duckdb"  # duckdb | postgres
     schema: str = field(default_factory=lambda: "t_" + uuid.uuid4().hex[:10])
     env_extra: dict[str, str] = field(default_factory=dict)
+    name: str = PROJECT_NAME  # the dbt project's and its profile's
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DBT_"))}
         env.update(
             DBT_PROFILES_DIR=str(self.root),
-            DBT_DUCKDB_PATH=str(self.root / "warehouse.duckdb"),
+            DBT_DUCKDB_PATH=str(self.duckdb_path),
             DBT_SCHEMA=self.schema,
             DBT_SEND_ANONYMOUS_USAGE_STATS="false",
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -59,7 +68,7 @@ class DbtProject:
         between agate and DuckDB (a phone number is not an integer)."""
         columns = list(columns or rows[0].keys())
         project = yaml.safe_load((self.root / "dbt_project.yml").read_text())
-        seeds = project.setdefault("seeds", {}).setdefault("test_project", {})
+        seeds = project.setdefault("seeds", {}).setdefault(self.name, {})
         seeds[name] = {"+column_types": {c: (types or {}).get(c, "varchar") for c in columns}}
         (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
         path = self.root / "seeds" / f"{name}.csv"
@@ -88,14 +97,14 @@ class DbtProject:
         schema_path.write_text(yaml.safe_dump(doc, sort_keys=False))
         if sync is not None and config_style == "project":
             project = yaml.safe_load((self.root / "dbt_project.yml").read_text())
-            models = project.setdefault("models", {}).setdefault("test_project", {})
+            models = project.setdefault("models", {}).setdefault(self.name, {})
             models[name] = {"+meta": {"stripe_activation": sync}}
             (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
 
-    def dbt(self, *args: str, check: bool = True) -> CliResult:
+    def dbt(self, *args: str, check: bool = True, timeout: float = 300) -> CliResult:
         proc = subprocess.run(
             [str(BIN / "dbt"), *args, "--target", self.target],
-            cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=300,
+            cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=timeout,
         )
         result = CliResult(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
@@ -125,26 +134,42 @@ class DbtProject:
         return json.loads((self.root / "target" / "stripe_sync_results.json").read_text())
 
 
-def new_project(root: Path, target: str = "duckdb") -> DbtProject:
-    """An empty dbt project that uses this repo as a local package, like a user's would."""
+def duckdb_output(path: str, schema: str, threads: int = 2) -> dict[str, Any]:
+    return {"type": "duckdb", "path": path, "schema": schema, "threads": threads}
+
+
+def postgres_output(schema: str, threads: int = 2) -> dict[str, Any]:
+    """The test server on 127.0.0.1:5432, database `test`."""
+    return {"type": "postgres", "host": "127.0.0.1", "port": 5432, "user": "postgres",
+            "password": "", "dbname": "test", "schema": schema, "threads": threads}
+
+
+def write_project(root: Path, name: str, target: str, outputs: Mapping[str, Any],
+                  **config: Any) -> None:
+    """dbt_project.yml (models materialized as tables unless `config` has its own `models`),
+    packages.yml (this repo as a local package, like a user's project) and profiles.yml (the
+    profile `name`: `outputs`, `target` by default), and the models, seeds and macros dirs."""
     for sub in ("models", "seeds", "macros"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "dbt_project.yml").write_text(yaml.safe_dump({
-        "name": "test_project",
+        "name": name,
         "version": "1.0.0",
         "config-version": 2,
-        "profile": "test_project",
-        "models": {"test_project": {"+materialized": "table"}},
+        "profile": name,
+        **config,
+        "models": config.get("models", {name: {"+materialized": "table"}}),
     }, sort_keys=False))
     (root / "packages.yml").write_text(yaml.safe_dump({"packages": [{"local": str(REPO_ROOT)}]}))
-    (root / "profiles.yml").write_text(yaml.safe_dump({"test_project": {
-        "target": target,
-        "outputs": {
-            "duckdb": {"type": "duckdb", "path": "{{ env_var('DBT_DUCKDB_PATH') }}",
-                       "schema": "{{ env_var('DBT_SCHEMA') }}", "threads": 2},
-            "postgres": {"type": "postgres", "host": "127.0.0.1", "port": 5432,
-                         "user": "postgres", "password": "", "dbname": "test",
-                         "schema": "{{ env_var('DBT_SCHEMA') }}", "threads": 2},
-        },
-    }}, sort_keys=False))
-    return DbtProject(root=root, target=target)
+    (root / "profiles.yml").write_text(yaml.safe_dump(
+        {name: {"target": target, "outputs": dict(outputs)}}, sort_keys=False
+    ))
+
+
+def new_project(root: Path, target: str = "duckdb", name: str = PROJECT_NAME) -> DbtProject:
+    """An empty dbt project that uses this repo as a local package, like a user's would; its
+    warehouse (DuckDB file, schema) comes from the environment `DbtProject.env` sets."""
+    write_project(root, name, target, {
+        "duckdb": duckdb_output("{{ env_var('DBT_DUCKDB_PATH') }}", "{{ env_var('DBT_SCHEMA') }}"),
+        "postgres": postgres_output("{{ env_var('DBT_SCHEMA') }}"),
+    })
+    return DbtProject(root=root, target=target, name=name)

@@ -16,24 +16,11 @@ import pytest
 from stripe_emulator import start_emulator
 from stripe_emulator.handle import EmulatorHandle
 from tests.conftest import drop_postgres_schema
+from tests.customers import SYNC_BY_METADATA, customers_by_key, rows, stripe_differences
 from tests.integration.dbtproj import BIN, DbtProject, new_project
 
-SYNC = {
-    "object": "customer",
-    "key": {"column": "customer_id", "field": "metadata.crm_id"},
-    "fields": {"email": "email", "name": "full_name", "address.city": "city",
-               "metadata.plan": "plan"},
-}
+SYNC = SYNC_BY_METADATA
 FAST = ("--max-rps", "1000", "--max-endpoint-rps", "1000", "--concurrency", "16")
-
-
-def rows(n: int, changed: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
-    return [
-        {"customer_id": f"c{i:05d}", "email": f"user{i}@example.com",
-         "full_name": f"User {i}" + (" (renamed)" if i in changed else ""),
-         "city": ["Paris", "Lyon", "Nice"][i % 3], "plan": ["free", "pro"][i % 2]}
-        for i in range(n)
-    ]
 
 
 @pytest.fixture
@@ -81,10 +68,7 @@ def sql(project: DbtProject, query: str) -> list[tuple[Any, ...]]:
 
 
 def by_key(emulator: EmulatorHandle) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for customer in emulator.customers():
-        out.setdefault(customer["metadata"].get("crm_id"), []).append(customer)
-    return out
+    return customers_by_key(emulator.customers(), "metadata")
 
 
 def outcome_summary(result: Any) -> str:
@@ -97,14 +81,9 @@ def outcome_summary(result: Any) -> str:
 
 
 def assert_stripe_equals_model(emulator: EmulatorHandle, expected: list[dict[str, Any]]) -> None:
-    customers = by_key(emulator)
-    assert sorted(customers) == sorted(r["customer_id"] for r in expected)
-    for row in expected:
-        [customer] = customers[row["customer_id"]]  # exactly one per key
-        assert customer["email"] == row["email"]
-        assert customer["name"] == row["full_name"]
-        assert customer["address"]["city"] == row["city"]
-        assert customer["metadata"] == {"crm_id": row["customer_id"], "plan": row["plan"]}
+    """Exactly one customer per key, none without a row, every mapped field equal."""
+    problems = stripe_differences(emulator.customers(), expected, "metadata")
+    assert not problems, problems
 
 
 def test_rerun_makes_zero_requests_and_k_changed_rows_cost_k_writes(

@@ -487,3 +487,14 @@ def test_different_keys_writing_the_same_fields_is_a_warning() -> None:
               "third")
     )  # fmt: skip
     assert check_overlaps([first, third]) == []
+
+
+def test_create_only_fields_that_are_ignored_on_existing_objects_warn() -> None:
+    from dbt_stripe_activation.spec import create_only_warnings
+
+    spec = parse_sync_spec(model(block(fields={"email": "email", "test_clock": "clock"})))
+    assert create_only_warnings(spec) == [
+        f"{label()}: test_clock can only be set when Stripe creates a customer: a "
+        "change to it in the model is ignored on existing customers."
+    ]
+    assert create_only_warnings(parse_sync_spec(model(block()))) == []
