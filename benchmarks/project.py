@@ -1,5 +1,6 @@
 """A throwaway dbt project on DuckDB, and running `dbt` and `dbt-stripe-sync` in it as a user
 would: subprocesses, the repo installed as a local dbt package, the key in the environment.
+The project is the end-to-end tests' own (tests/integration/dbtproj.py).
 
 `run_cli` measures what the benchmark reports: wall time and the peak RSS of the CLI process
 (from the kernel's rusage for that child, so earlier dbt runs cannot inflate it).
@@ -7,7 +8,6 @@ would: subprocesses, the repo installed as a local dbt package, the key in the e
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -20,10 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.integration.dbtproj import (
+    BIN,
+    REPO_ROOT,
+    CliResult,
+    DbtProject,
+    env_outputs,
+    write_project,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 API_KEY = "sk_test_benchmark"  # the emulator accepts any sk_test_ key
 PROJECT_NAME = "bench_project"
 
@@ -63,100 +68,31 @@ class CliRun:
         )
 
 
-class BenchProject:
-    """One dbt project directory with its own DuckDB file and schema."""
+@dataclass
+class BenchProject(DbtProject):
+    """One dbt project directory with its own DuckDB file and schema; a failed dbt step
+    raises BenchError, and sync runs are measured (`run_cli`)."""
 
-    def __init__(self, root: Path, schema: str = "bench") -> None:
-        self.root = root
-        self.schema = schema
-        for sub in ("models", "seeds", "macros"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / "dbt_project.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "name": PROJECT_NAME,
-                    "version": "1.0.0",
-                    "config-version": 2,
-                    "profile": PROJECT_NAME,
-                    "models": {PROJECT_NAME: {"+materialized": "table"}},
-                },
-                sort_keys=False,
-            )
-        )
-        (root / "packages.yml").write_text(
-            yaml.safe_dump({"packages": [{"local": str(REPO_ROOT)}]})
-        )
-        (root / "profiles.yml").write_text(
-            yaml.safe_dump(
-                {
-                    PROJECT_NAME: {
-                        "target": "duckdb",
-                        "outputs": {
-                            "duckdb": {
-                                "type": "duckdb",
-                                "path": "{{ env_var('DBT_DUCKDB_PATH') }}",
-                                "schema": "{{ env_var('DBT_SCHEMA') }}",
-                                "threads": 2,
-                            }
-                        },
-                    }
-                },
-                sort_keys=False,
-            )
-        )
+    target: str = "duckdb"
+    schema: str = "bench"
+    name: str = PROJECT_NAME
 
-    @property
-    def database(self) -> Path:
-        return self.root / "warehouse.duckdb"
+    @classmethod
+    def create(cls, root: Path, schema: str = "bench") -> BenchProject:
+        """An empty project in `root`: a DuckDB profile, this repo as a local package."""
+        write_project(root, PROJECT_NAME, "duckdb", {"duckdb": env_outputs()["duckdb"]})
+        return cls(root=root, schema=schema)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DBT_"))}
-        env.update(
-            DBT_PROFILES_DIR=str(self.root),
-            DBT_DUCKDB_PATH=str(self.database),
-            DBT_SCHEMA=self.schema,
-            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        )
-        env.update(extra)
-        return env
-
-    def write_seed(
-        self, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
-    ) -> None:
-        with (self.root / "seeds" / f"{name}.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def write_model(self, name: str, sql: str, sync: Mapping[str, Any] | None) -> None:
-        """The model's SQL, and its sync declared as a user would, in schema YAML."""
-        (self.root / "models" / f"{name}.sql").write_text(sql)
-        schema_path = self.root / "models" / "schema.yml"
-        doc = yaml.safe_load(schema_path.read_text()) if schema_path.exists() else None
-        doc = doc or {"version": 2, "models": []}
-        doc["models"] = [m for m in doc["models"] if m["name"] != name]
-        entry: dict[str, Any] = {"name": name}
-        if sync is not None:
-            entry["config"] = {"meta": {"stripe_activation": dict(sync)}}
-        doc["models"].append(entry)
-        schema_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-    def dbt(self, *args: str, timeout: float = 600) -> None:
+    def dbt(self, *args: str, check: bool = True, timeout: float = 600) -> CliResult:
+        """`dbt ARGS` (after `dbt deps`, the first time)."""
         if args[0] != "deps" and not (self.root / "dbt_packages").exists():
             self.dbt("deps")
-        proc = subprocess.run(
-            [str(BIN / "dbt"), *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
+        result = super().dbt(*args, check=False, timeout=timeout)
+        if check and result.code != 0:
             raise BenchError(
-                f"dbt {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+                f"dbt {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
             )
+        return result
 
     def sync_cli(self, *args: str, stripe_url: str, timeout: float = 1800) -> CliRun:
         """`dbt-stripe-sync ARGS --output json`, with a test-mode key and the emulator."""

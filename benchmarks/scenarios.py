@@ -186,7 +186,7 @@ def naive_baseline(cfg: BenchConfig, emulator: EmulatorHandle) -> Result:
 def prepare_project(cfg: BenchConfig) -> BenchProject:
     root = cfg.workdir / "crm"
     shutil.rmtree(root, ignore_errors=True)
-    project = BenchProject(root)
+    project = BenchProject.create(root)
     project.write_seed("crm", data.rows(cfg.rows), data.COLUMNS)
     project.write_model(MODEL, "select * from {{ ref('crm') }}", sync=data.SYNC)
     project.dbt("build")
@@ -312,7 +312,7 @@ def scenario_b(cfg: BenchConfig, emulator: EmulatorHandle, project: BenchProject
 def prepare_big_project(cfg: BenchConfig) -> BenchProject:
     root = cfg.workdir / "big"
     shutil.rmtree(root, ignore_errors=True)
-    project = BenchProject(root)
+    project = BenchProject.create(root)
     project.write_model(BIG_MODEL, data.big_model_sql(), sync=data.SYNC)
     project.dbt("run", "--vars", f"{{bench_rows: {cfg.big_rows}, bench_changed_pct: 0}}")
     return project
@@ -322,7 +322,7 @@ def write_synced_state(project: BenchProject) -> float:
     """State as if every row had been created by a sync (see benchmarks/state.py)."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.state", str(project.root), str(project.database)],
+        [sys.executable, "-m", "benchmarks.state", str(project.root), str(project.duckdb_path)],
         cwd=REPO_ROOT,
         env=project.env(),
         capture_output=True,

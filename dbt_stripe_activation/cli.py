@@ -124,6 +124,18 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "(and retried with the same idempotency key)."),
         click.option("--batch-size", type=click.IntRange(1, 100_000), default=500,
                      show_default=True, help="Rows fetched from the warehouse at a time."),
+        click.option("--event-transport", type=click.Choice(["stream", "v1"]),
+                     default="stream", show_default=True,
+                     help="Meter events: the v2 stream (100 events a request) or v1 (one a "
+                     "request, with an idempotency key)."),
+        click.option("--max-event-rps", type=click.FloatRange(min=0.1), default=None,
+                     help="Meter event requests/s, a pool apart from the global limit "
+                     "(default: Stripe's published live figures; a tenth in test mode)."),
+        click.option("--event-concurrency", type=click.IntRange(1, 512), default=32,
+                     show_default=True, help="Meter event requests in flight at most."),
+        click.option("--resend-uncertain", is_flag=True,
+                     help="Send again events sent over 23 hours ago and never acknowledged "
+                     "(they may have landed: check the meter first)."),
     ]
     for option in reversed(options):
         func = option(func)

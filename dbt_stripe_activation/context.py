@@ -17,6 +17,9 @@ import yaml
 from .errors import ConfigError, StripeConnectionError
 from .project import ProjectSettings
 
+# The meter event stream's own base address; without it, STRIPE_API_BASE serves it too.
+METER_EVENTS_BASE_ENV = "STRIPE_METER_EVENTS_BASE"
+
 if TYPE_CHECKING:
     from .stripe_api import StripeSettings
 
@@ -49,6 +52,11 @@ class RunRequest:
     request_timeout: float = 30.0
     batch_size: int = 500
     allow_live: bool = False
+    # append objects (meter events)
+    event_transport: str = "stream"
+    max_event_rps: float | None = None
+    event_concurrency: int = 32
+    resend_uncertain: bool = False
 
 
 def project_settings(common: CommonOptions) -> ProjectSettings:
@@ -88,7 +96,8 @@ def stripe_settings(common: CommonOptions, request: RunRequest | None = None) ->
             "(sk_test_/sk_live_/rk_test_/rk_live_): publishable keys (pk_) cannot write."
         )
     kwargs: dict[str, Any] = {"api_key": key, "api_base": common.api_base,
-                              "api_key_env": common.api_key_env}
+                              "api_key_env": common.api_key_env,
+                              "meter_events_base": os.environ.get(METER_EVENTS_BASE_ENV) or None}
     if request is not None:
         kwargs.update(max_rps=request.max_rps, per_endpoint_rps=request.max_endpoint_rps,
                       concurrency=request.concurrency, timeout_seconds=request.request_timeout)

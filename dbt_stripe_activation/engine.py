@@ -9,6 +9,7 @@ keep it from duplicating anything).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -17,10 +18,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from .errors import LockHeldError, StripeConnectionError
+from .errors import ConfigError, LockHeldError, StripeConnectionError
+from .events import EventSender
 from .match import LookupStrategy, Matcher
+from .objects.contract import Behavior
 from .plan import desired_values, plan_row, reject
 from .records import (
     OUTCOME_OF_ACTION,
@@ -56,6 +59,13 @@ class SyncOptions:
     flush_every: int = 200  # outcomes per state write-back
     flush_seconds: float = 2.0
     lock_ttl_seconds: int = 3600
+    # append (events): the v2 stream (100 events a request) or v1 (one event a request),
+    # requests in flight at once, events marked in flight per ledger write, and whether
+    # events past the de-duplication window without an acknowledgement are sent again.
+    event_transport: str = "stream"
+    event_concurrency: int = 32
+    event_chunk: int = 2000
+    resend_uncertain: bool = False
 
 
 ProgressCallback = Callable[[str, int, int], None]  # (model, rows done, rows to plan)
@@ -83,6 +93,10 @@ class Engine:
         # plan only: keys each model would create, for the models others reference.
         self.planned: dict[str, set[str]] = {}
         self.referenced: set[str] = set()
+        # (model, field) -> (the values Stripe has, what they name): check_requirements.
+        self.allowed_values: dict[tuple[str, str], tuple[set[str], str]] = {}
+        self._group_updates: dict[str, int] = {}  # parent id -> updates sent this run
+        self._group_lock = threading.Lock()
 
     def expect_references(self, specs: list[SyncSpec]) -> None:
         """Remember which models are referenced by others in this run (plan needs it)."""
@@ -107,9 +121,9 @@ class Engine:
                 self.warehouse.record_run(RunRecord(run_id, spec.model.unique_id, "sync",
                                                     started_at))
             self._run(spec, run_id, result)
-            result.status = "success" if not (result.counts[Outcome.REJECTED.value]
-                                               or result.counts[Outcome.FAILED.value]) \
-                else "partial"
+            problems = sum(result.counts[o.value] for o in Outcome if o.is_problem
+                           and o is not Outcome.NOT_FOUND)
+            result.status = "partial" if problems else "success"
         except Exception as exc:  # noqa: BLE001 - reported with the partial result
             result.status = "error"
             result.error = redact(str(exc))
@@ -155,8 +169,55 @@ class Engine:
             self.warehouse.release_lock(spec.model, exc.owner or "")
             self.warehouse.acquire_lock(spec.model, self.owner, self.options.lock_ttl_seconds)
 
+    def check_requirements(self, specs: list[SyncSpec]) -> None:
+        """Fields that must name an existing object (a meter event's event_name: an active
+        meter's), checked with one list per requirement before any write. A constant that
+        names none is a ConfigError (exit 2); column values are checked per row. A model
+        with no new or retried row is not checked: a re-run with nothing new reads nothing."""
+        assert self.gateway is not None
+        listed: dict[tuple[str, str], set[str]] = {}
+        problems: list[str] = []
+        for spec in specs:
+            if not spec.object.requires:
+                continue
+            counts = self.warehouse.diff_counts(spec)
+            if counts.new + counts.retry == 0:
+                continue
+            for path, need in spec.object.requires.items():
+                mapping = next((m for m in spec.fields if m.path == path), None)
+                if mapping is None:
+                    continue
+                key = (need.service, json.dumps(dict(need.params), sort_keys=True))
+                if key not in listed:
+                    objects = self.gateway.list(need.service, dict(need.params))
+                    listed[key] = {str(o.get(need.attribute)) for o in objects}
+                allowed = listed[key]
+                self.allowed_values[(spec.model.unique_id, path)] = (allowed, need.what)
+                if mapping.is_constant and str(mapping.constant) not in allowed:
+                    known = ", ".join(sorted(allowed)[:10]) or "none"
+                    problems.append(
+                        f"{spec.model.label}: stripe_activation.fields.{path}: "
+                        f"{mapping.constant!r} is not the {path} of {need.what} in this "
+                        f"Stripe account (found: {known}). Create it in Stripe, or fix the "
+                        "value."
+                    )
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _unmet(self, spec: SyncSpec, desired: DesiredRow) -> str | None:
+        """Why a row's value names no required object, or None."""
+        for path in spec.object.requires:
+            found = self.allowed_values.get((spec.model.unique_id, path))
+            value = desired.values.get(path)
+            if found is not None and value is not None and str(value) not in found[0]:
+                return f"{path}: {str(value)!r} is not the {path} of {found[1]} in Stripe"
+        return None
+
     def _run(self, spec: SyncSpec, run_id: str, result: ModelResult) -> None:
         opts = self.options
+        if spec.behavior is Behavior.APPEND:
+            self._run_events(spec, run_id, result)
+            return
         diff = self.warehouse.diff_counts(spec, full_resync=opts.full_resync)
         result.diff = diff
         result.removed_sample = self.warehouse.removed_keys(spec) if diff.removed else []
@@ -166,6 +227,7 @@ class Engine:
             self.on_progress(spec.model.name, 0, 0)
             return
         assert self.gateway is not None
+        self._count_recent_group_updates(spec)
         matcher = Matcher(spec, self.gateway, opts.lookup, use_state=not opts.full_resync)
         unknown = diff.total - diff.invalid_key if opts.full_resync else diff.new + diff.retry
         matcher.prepare(unknown)
@@ -220,12 +282,11 @@ class Engine:
                                          row.previous.error, persist=False)
                             done += 1
                             continue
-                        prepared = desired_values(spec, row,
-                                                  self.planned if opts.dry_run else None)
+                        prepared = desired_values(spec, row, self.planned_for(opts))
                         if isinstance(prepared, Rejection):
                             plan = reject(spec, prepared)
-                            self._record(spec, result, writer, row, plan, Outcome.REJECTED,
-                                         plan.reason)
+                            outcome = Outcome.FAILED if prepared.retryable else Outcome.REJECTED
+                            self._record(spec, result, writer, row, plan, outcome, plan.reason)
                             done += 1
                             continue
                         pending.add(pool.submit(work, prepared))
@@ -247,12 +308,58 @@ class Engine:
                 writer.flush()
         self.on_progress(spec.model.name, done, to_plan)
 
+    def _run_events(self, spec: SyncSpec, run_id: str, result: ModelResult) -> None:
+        """Append: the ledger protocol of events.py; never matched, never updated."""
+        diff = self.warehouse.diff_counts(spec)
+        result.diff = diff
+        to_plan = diff.total - diff.unchanged
+        result.counts[Outcome.UNCHANGED.value] += diff.unchanged
+        if to_plan == 0:
+            self.on_progress(spec.model.name, 0, 0)
+            return
+        result.lookup = "ledger"
+        EventSender(self, spec, run_id, result,
+                    allowed=lambda desired: self._unmet(spec, desired)).run(to_plan)
+
+    def _count_recent_group_updates(self, spec: SyncSpec) -> None:
+        """Start each parent's count from the updates the last hour's runs recorded."""
+        limit = spec.object.group_limit
+        self._group_updates = {}
+        if limit is None or self.options.dry_run:
+            return
+        since = datetime.now(timezone.utc) - timedelta(hours=1)
+        for _key, count, values in self.warehouse.recent_updates(spec.model, since):
+            parent = str(values.get(limit.attribute) or "")
+            if parent:
+                self._group_updates[parent] = self._group_updates.get(parent, 0) + count
+
+    def _over_group_limit(self, spec: SyncSpec, plan: RowPlan) -> str | None:
+        """Count an update against its parent's hourly allowance (a subscription's 200
+        quantity changes); why it must wait, once the allowance of this run is used."""
+        limit = spec.object.group_limit
+        if limit is None or plan.action is not Action.UPDATE:
+            return None
+        if not any(d.path in limit.fields for d in plan.diffs):
+            return None
+        parent = str((plan.synced_values or {}).get(limit.attribute) or "")
+        with self._group_lock:
+            used = self._group_updates.get(parent, 0)
+            if parent and used >= limit.per_hour:
+                return (f"{limit.attribute} {parent} had {limit.per_hour} "
+                        f"{'/'.join(limit.fields)} updates in the last hour, Stripe's "
+                        "allowance; retried by a later run")
+            self._group_updates[parent] = used + 1
+        return None
+
     def _process(self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow) -> _Done:
         """Match, plan and (unless dry run) write one row; runs on a worker thread."""
         match = matcher.match(desired)
         plan = plan_row(spec, desired, match)
         if self.options.dry_run or plan.action not in _WRITES:
             return desired.row, plan, OUTCOME_OF_ACTION[plan.action], plan.reason
+        waiting = self._over_group_limit(spec, plan)
+        if waiting is not None:
+            return desired.row, plan, Outcome.FAILED, waiting
         try:
             return desired.row, self._write(spec, matcher, desired, plan), \
                 OUTCOME_OF_ACTION[plan.action], None
@@ -327,35 +434,44 @@ class Engine:
                 raise
         return replace(plan, stripe_id=new_id)
 
-    def _record(
-        self, spec: SyncSpec, result: ModelResult, writer: _OutcomeWriter, row: DiffRow,
-        plan: RowPlan, outcome: Outcome, error: str | None, persist: bool = True,
+    def tally(
+        self, spec: SyncSpec, result: ModelResult, row: DiffRow, plan: RowPlan,
+        outcome: Outcome, error: str | None,
     ) -> None:
+        """Count one row's outcome and keep it for the report (bounded)."""
         result.counts[outcome.value] += 1
         if (self.options.dry_run and outcome is Outcome.CREATED and row.key_value is not None
                 and spec.model.unique_id in self.referenced):
             self.planned.setdefault(spec.model.unique_id, set()).add(row.key_value)
-        if outcome.is_problem:
+        if outcome.is_problem or outcome is Outcome.ALREADY_SENT:
             if len(result.problems) < MAX_PROBLEMS_REPORTED:
                 result.problems.append(
                     RowReport(row.key_value, outcome.value, plan.stripe_id or plan.replaces,
-                              error))
+                              error or plan.reason, diffs=plan.diffs))
             else:
                 result.problems_omitted += 1
         elif plan.diffs and len(result.samples) < self.options.sample_size:
             result.samples.append(RowReport(row.key_value, plan.action.value,
                                             plan.stripe_id, diffs=plan.diffs,
                                             forced_by=plan.forced_by, replaces=plan.replaces))
+
+    def planned_for(self, options: SyncOptions) -> dict[str, set[str]] | None:
+        """The keys a plan would create, by model (plan only: a sync reads the state)."""
+        return self.planned if options.dry_run else None
+
+    def _record(
+        self, spec: SyncSpec, result: ModelResult, writer: _OutcomeWriter, row: DiffRow,
+        plan: RowPlan, outcome: Outcome, error: str | None, persist: bool = True,
+    ) -> None:
+        self.tally(spec, result, row, plan, outcome, error)
         if self.options.dry_run or not persist:
             return
         # A replace that failed leaves the old object as the key's object.
-        stripe_id = plan.stripe_id if outcome.succeeded or outcome is Outcome.SKIPPED else None
         writer.add(RowOutcome(
             key_value=row.key_value,
             action=plan.action.value,
             outcome=outcome.value,
-            stripe_id=stripe_id or plan.stripe_id or (
-                row.previous.stripe_id if row.previous else None),
+            stripe_id=plan.stripe_id or (row.previous.stripe_id if row.previous else None),
             row_hash=row.row_hash,
             synced_values=plan.synced_values if outcome.succeeded else None,
             error=error,

@@ -48,6 +48,8 @@ class Matcher:
         self.strategy = strategy
         self.use_state = use_state
         self._paths = [m.path for m in spec.fields]
+        if spec.object.group_limit is not None:  # read the parent too (a subscription)
+            self._paths.append(spec.object.group_limit.attribute)
         self._index: dict[str, list[tuple[str, dict[str, Any]]]] | None = None
         self._lock = threading.Lock()
         self.chosen: LookupStrategy | None = None

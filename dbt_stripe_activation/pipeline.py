@@ -1,11 +1,12 @@
-"""The run context: builds each stage from the command's options and chains them.
+"""Runs a command: builds each stage from the run context and chains them.
 
 manifest -> sync specs -> (warehouse diff -> match -> plan -> Stripe writes) -> results.
-The CLI calls these three functions and nothing deeper.
+The CLI calls these functions and nothing deeper; all output goes through report.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import report
@@ -129,6 +130,18 @@ _REFUSED_WORDS = (
 )
 
 
+def _rate_pools(specs: list[SyncSpec], mode: str, request: RunRequest) -> dict[str, float]:
+    """The separate limits of the synced objects' endpoints (meter events), per mode;
+    --max-event-rps overrides them."""
+    pools: dict[str, float] = {}
+    for spec in specs:
+        if spec.object.rate_pool is not None:
+            pools.update(spec.object.rate_pool.limits(mode))
+    if request.max_event_rps:
+        pools = dict.fromkeys(pools, request.max_event_rps)
+    return pools
+
+
 def _check_probes(settings: ProjectSettings) -> list[tuple[str, str, dict[str, Any]]]:
     """Each synced object's permission probe (a restricted key must read every object the
     project syncs); the customers probe when the project cannot be read yet."""
@@ -210,10 +223,13 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
             "work without it."
         )
     report.warn_api_base(stripe.api_base)
+    stripe = replace(stripe, separate_pools=_rate_pools(specs, stripe.mode, request))
     options = SyncOptions(
         dry_run=dry_run, full_resync=request.full_resync, batch_size=request.batch_size,
         lookup=LookupStrategy(request.lookup), concurrency=request.concurrency,
-        sample_size=request.sample,
+        sample_size=request.sample, event_transport=request.event_transport,
+        event_concurrency=request.event_concurrency,
+        resend_uncertain=request.resend_uncertain,
     )
     run_id = new_run_id()
     results: list[ModelResult] = []
@@ -226,6 +242,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
         with report.ModelProgress(disabled=json_mode) as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
             engine.expect_references(specs)
+            engine.check_requirements(specs)
             for spec in specs:
                 result = engine.run_model(spec, run_id)
                 results.append(result)

@@ -59,9 +59,11 @@ def desired_values(
                 values[mapping.path] = None
             continue
         values[mapping.path] = value
-    problems += [str(issue) for issue in validate_values(spec.object, values)]
+    issues = validate_values(spec.object, values)
+    problems += [str(issue) for issue in issues]
     if problems:
-        return Rejection(row, "; ".join(problems))
+        retryable = len(issues) == len(problems) and all(i.retryable for i in issues)
+        return Rejection(row, "; ".join(problems), retryable=retryable)
     return DesiredRow(row, values)
 
 
@@ -158,7 +160,7 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
     if not changed:
         return replace(base, stripe_id=stripe_id, synced_values=synced)
     to_send = _with_whole_groups(spec, changed, desired.values)
-    params = build_params(to_send, create=False, spec=obj)
+    params = {**build_params(to_send, create=False, spec=obj), **spec.request_params}
     diffs = tuple(FieldDiff(p, current.get(p), v) for p, v in sorted(changed.items()))
     return replace(base, action=Action.UPDATE, stripe_id=stripe_id, params=params, diffs=diffs,
                    synced_values=synced,
@@ -167,7 +169,7 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
 
 def _create(spec: SyncSpec, desired: DesiredRow, base: RowPlan) -> RowPlan:
     values = {p: v for p, v in desired.values.items() if v is not None}
-    params = build_params(values, create=True, spec=spec.object)
+    params = {**build_params(values, create=True, spec=spec.object), **spec.request_params}
     diffs = tuple(FieldDiff(p, None, v) for p, v in sorted(values.items()))
     return replace(base, action=Action.CREATE, params=params, diffs=diffs,
                    synced_values=_synced(spec, {}, values),
@@ -241,8 +243,12 @@ def _with_whole_groups(
 
 
 def _synced(spec: SyncSpec, current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict:
-    """What the mapped paths hold in Stripe after the write (for the state table)."""
+    """What the mapped paths hold in Stripe after the write (for the state table), and the
+    parent a group limit counts by (a subscription item's subscription)."""
     out: dict[str, Any] = {}
+    limit = spec.object.group_limit
+    if limit is not None and current.get(limit.attribute) is not None:
+        out[limit.attribute] = current[limit.attribute]
     for mapping in spec.fields:
         if mapping.path in desired:
             out[mapping.path] = desired[mapping.path]

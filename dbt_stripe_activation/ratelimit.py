@@ -84,6 +84,8 @@ class RateLimiter:
         concurrency: int,
         *,
         endpoint_overrides: Mapping[str, float] | None = None,
+        separate_pools: Mapping[str, float] | None = None,
+        pool_concurrency: int = 64,
         burst: float = 1.0,
         # Gentle cuts, quick recovery: the pacer already runs just under the published limit,
         # so an isolated 429 is jitter, not a wrong rate (benchmarks/RESULTS.md: 0.7 and a
@@ -105,6 +107,12 @@ class RateLimiter:
         self.concurrency = concurrency
         self._endpoint_rps = endpoint_rps
         self._overrides = dict(endpoint_overrides or {})
+        # Endpoints with a limit of their own that the account's global limit does not count
+        # (Stripe's meter events): paced by their endpoint bucket alone, with slots of their
+        # own so a stream of events never waits behind the account's other requests.
+        self._separate = dict(separate_pools or {})
+        self._overrides.update(self._separate)
+        self._pool_slots = threading.BoundedSemaphore(max(1, pool_concurrency))
         self._burst = max(1.0, burst)
         self._decrease = decrease_factor
         self._floor = floor_rps
@@ -149,7 +157,10 @@ class RateLimiter:
         """
         with self._lock:
             now = self._clock()
-            buckets = [self._bucket(GLOBAL), self._bucket(endpoint)]
+            buckets = (
+                [self._bucket(endpoint)] if endpoint in self._separate
+                else [self._bucket(GLOBAL), self._bucket(endpoint)]
+            )
             for bucket in buckets:
                 self._recover(bucket, now)
             at = max(bucket.earliest(now) for bucket in buckets)
@@ -166,9 +177,10 @@ class RateLimiter:
     @contextmanager
     def slot(self, endpoint: str) -> Iterator[None]:
         """Hold a concurrency slot for one request, sent at its paced time."""
+        slots = self._pool_slots if endpoint in self._separate else self._slots
         with self._lock:
             self.waiting += 1
-        self._slots.acquire()
+        slots.acquire()
         with self._lock:
             self.waiting -= 1
             self.in_flight += 1
@@ -179,7 +191,7 @@ class RateLimiter:
         finally:
             with self._lock:
                 self.in_flight -= 1
-            self._slots.release()
+            slots.release()
 
     def on_rate_limited(self, endpoint: str, reason: str | None) -> str | None:
         """Multiplicative decrease for the scope a 429 names; the bucket cut, or None.
@@ -190,7 +202,7 @@ class RateLimiter:
         scope = scope_for_reason(reason)
         if scope is None:
             return None
-        key = GLOBAL if scope == GLOBAL else endpoint
+        key = GLOBAL if scope == GLOBAL and endpoint not in self._separate else endpoint
         with self._lock:
             now = self._clock()
             bucket = self._bucket(key)

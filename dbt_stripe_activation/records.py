@@ -23,6 +23,7 @@ class Action(str, Enum):
     REPLACE = "replace"  # an immutable field changed: create a new object, archive the old
     UNCHANGED = "unchanged"
     SKIP = "skip"  # create_only: a match exists, left alone
+    SEND = "send"  # append: an event never sent
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
 
@@ -35,18 +36,28 @@ class Outcome(str, Enum):
     REPLACED = "replaced"
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"
+    SENT = "sent"  # append: the event is acknowledged
+    ALREADY_SENT = "already_sent"  # append: sent before; its changed values are not re-sent
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
     FAILED = "failed"
+    # append: sent, never acknowledged, and now past Stripe's de-duplication window: re-sent
+    # only when asked (it may have landed).
+    UNCERTAIN = "uncertain"
 
     @property
     def succeeded(self) -> bool:
         """Stripe holds the row's values (the state records them)."""
-        return self in (Outcome.CREATED, Outcome.UPDATED, Outcome.REPLACED, Outcome.UNCHANGED)
+        return self in (Outcome.CREATED, Outcome.UPDATED, Outcome.REPLACED, Outcome.UNCHANGED,
+                        Outcome.SENT)
 
     @property
     def is_problem(self) -> bool:
-        return self in (Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_FOUND)
+        return self in (Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_FOUND, Outcome.UNCERTAIN)
+
+
+# The state's mark of an event sent but not yet acknowledged (never a row's final outcome).
+IN_FLIGHT = "in_flight"
 
 
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
@@ -57,6 +68,7 @@ OUTCOME_OF_ACTION = {
     Action.REPLACE: Outcome.REPLACED,
     Action.UNCHANGED: Outcome.UNCHANGED,
     Action.SKIP: Outcome.SKIPPED,
+    Action.SEND: Outcome.SENT,
     Action.REJECTED: Outcome.REJECTED,
     Action.NOT_FOUND: Outcome.NOT_FOUND,
 }
@@ -84,8 +96,9 @@ class StateRecord:
     stripe_id: str | None
     row_hash: str
     synced_values: Mapping[str, Any]  # Stripe field path -> value last written (JSON)
-    outcome: str  # an Outcome value
+    outcome: str  # an Outcome value, or IN_FLIGHT
     error: str | None
+    synced_at: datetime | None = None  # when the state row was written (UTC)
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,7 @@ class DesiredRow:
 class Rejection:
     row: DiffRow
     reason: str
+    retryable: bool = False  # may pass later as it is (an event timestamped ahead)
 
 
 @dataclass(frozen=True)

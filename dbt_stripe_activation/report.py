@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .records import OUTCOMES, ModelResult
+from .records import OUTCOMES, ModelResult, Outcome
 from .stripe_api import redact
 
 EXIT_OK = 0
@@ -42,10 +42,12 @@ EXIT_ERROR = 2
 
 def exit_code(results: Sequence[ModelResult], max_failed_pct: float = 0.0) -> int:
     """0 when every row synced (not_found under update_only is not a failure), 1 when the
-    share of rejected+failed rows exceeds --max-failed-pct, 2 when a model errored."""
+    share of rejected, failed and uncertain rows exceeds --max-failed-pct, 2 when a model
+    errored."""
     if any(r.status == "error" for r in results):
         return EXIT_ERROR
-    bad = sum(r.counts["rejected"] + r.counts["failed"] for r in results)
+    bad = sum(r.counts["rejected"] + r.counts["failed"] + r.counts["uncertain"]
+              for r in results)
     total = sum(r.total for r in results)
     if bad == 0:
         return EXIT_OK
@@ -72,11 +74,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def model_to_dict(result: ModelResult) -> dict[str, Any]:
-    by_action: dict[str, list[dict[str, Any]]] = {"rejected": [], "failed": [], "not_found": []}
+    by_action: dict[str, list[dict[str, Any]]] = {
+        o.value: [] for o in Outcome if o.is_problem or o is Outcome.ALREADY_SENT
+    }
     for row in result.problems:
-        by_action[row.action].append(
-            {"key": row.key, "stripe_id": row.stripe_id, "reason": row.reason}
-        )
+        entry: dict[str, Any] = {"key": row.key, "stripe_id": row.stripe_id,
+                                 "reason": row.reason}
+        if row.diffs:
+            entry["diffs"] = [{"field": d.path, "before": _jsonable(d.before),
+                               "after": _jsonable(d.after)} for d in row.diffs]
+        by_action.setdefault(row.action, []).append(entry)
     return {
         "model": result.model,
         "unique_id": result.unique_id,
@@ -139,8 +146,12 @@ def write_results_file(target_path: Path, document: dict[str, Any]) -> Path:
 
 _PLAN_HEADINGS = {
     "created": "create", "updated": "update", "replaced": "replace", "unchanged": "unchanged",
-    "skipped": "skip", "rejected": "rejected", "not_found": "not found", "failed": "failed",
+    "skipped": "skip", "sent": "send", "already_sent": "already sent",
+    "rejected": "rejected", "not_found": "not found", "failed": "failed",
+    "uncertain": "uncertain",
 }
+# Shown for every run; the others only when some model has them.
+_ALWAYS_SHOWN = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
 
 
 def render_results(console: Console, results: Sequence[ModelResult], dry_run: bool) -> None:
@@ -148,13 +159,14 @@ def render_results(console: Console, results: Sequence[ModelResult], dry_run: bo
     title = "Plan (nothing written to Stripe)" if dry_run else "Sync results"
     table = Table(title=title, title_justify="left")
     table.add_column("model")
-    for outcome in OUTCOMES:
+    shown = [o for o in OUTCOMES if o in _ALWAYS_SHOWN or any(r.counts[o] for r in results)]
+    for outcome in shown:
         table.add_column(_PLAN_HEADINGS[outcome] if dry_run else outcome.replace("_", " "),
                          justify="right")
     table.add_column("reads", justify="right")
     table.add_column("writes", justify="right")
     for r in results:
-        table.add_row(r.model, *(str(r.counts[o]) for o in OUTCOMES), str(r.reads),
+        table.add_row(r.model, *(str(r.counts[o]) for o in shown), str(r.reads),
                       str(r.writes))
     console.print(table)
     for r in results:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -105,6 +105,8 @@ class SyncSpec:
     # key is not `id`, so a created object carries its key and the next run finds it.
     fields: tuple[FieldMapping, ...]
     null_values: NullPolicy = NullPolicy.SKIP
+    # Block settings sent with every write (a subscription item's proration_behavior).
+    request_params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -130,6 +132,7 @@ class SyncSpec:
                 parts.append(f"{m.path}<-{m.source}:{m.null_values.value}")
         if self.behavior is Behavior.CREATE_ONLY:
             parts.append("create_only")
+        parts += [f"{k}={v}" for k, v in sorted(self.request_params.items())]
         return "|".join(parts)
 
 
@@ -424,7 +427,7 @@ def _resolve_reference(
         )
         return None
     expected = obj.field_references(path)
-    if not path.startswith(METADATA_PREFIX) and expected is None:
+    if not path.startswith(obj.open_prefix) and expected is None:
         problems.add(
             f"{setting}.ref",
             f"{path} does not hold the id of another Stripe object, so it cannot be a "
@@ -458,13 +461,13 @@ def _check_path(
             )
         problems.add(setting, text)
         return False
-    if path == "metadata":
+    if path == obj.open_map:
         problems.add(
             setting,
-            "'metadata' is a group; map its keys one by one: `metadata.<key>: column`.",
+            f"'{path}' is a group; map its keys one by one: `{path}.<key>: column`.",
         )
         return False
-    if path.startswith(METADATA_PREFIX):
+    if path.startswith(obj.open_prefix):
         problem = metadata_key_problem(obj, path[len(METADATA_PREFIX) :])
         if problem is not None:
             problems.add(setting, f"{problem}. Use another metadata key name.")
@@ -483,7 +486,7 @@ def _check_path(
         hint = (
             f"did you mean {suggestion!r}?"
             if suggestion
-            else f"mappable: {', '.join(sorted(obj.fields))}, metadata.<key>."
+            else f"mappable: {', '.join(sorted(obj.fields))}, {obj.open_prefix}<key>."
         )
         problems.add(setting, f"{path!r} is not a {obj.name} field Stripe lets you write; {hint}")
         return False
@@ -518,14 +521,20 @@ def _parse(
             "model (`config: materialized: table`)."
         )
         return None, problems.items
+    obj = _parse_object(block, problems)
+    allowed_settings = (*SETTINGS, *(obj.request_settings if obj is not None else ()))
     for name in block:
-        if name not in SETTINGS:
+        if name not in allowed_settings:
             problems.add(
                 str(name),
-                f"is not a setting{_did_you_mean(str(name), SETTINGS)} "
-                f"Allowed: {', '.join(sorted(SETTINGS))}.",
+                f"is not a setting{_did_you_mean(str(name), allowed_settings)} "
+                f"Allowed: {', '.join(sorted(allowed_settings))}.",
             )
-    obj = _parse_object(block, problems)
+    request_params: dict[str, str] = {}
+    for name, (choices, default) in (obj.request_settings if obj is not None else {}).items():
+        request_params[name] = _choice(block, name, choices, default, problems,
+                                       _or([f"{default} (the default)",
+                                            *[c for c in choices if c != default]]))
     allowed = obj.behaviors if obj is not None else tuple(Behavior)
     names = [b.value for b in allowed]
     behavior = Behavior(
@@ -567,6 +576,7 @@ def _parse(
         key=key,
         fields=tuple(fields),
         null_values=default_nulls,
+        request_params=request_params,
     )
     return spec, []
 

@@ -48,7 +48,10 @@ MAX_IDEMPOTENCY_KEY = 255
 _KEY_SHAPE = re.compile(r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+")
 _PERMISSION = re.compile(r"\brak_[a-z0-9_]+")
 # Path segments after a collection that are actions, not ids (`/v1/customers/search`).
-_ACTIONS = frozenset({"search"})
+_ACTIONS = frozenset({"search", "deactivate", "reactivate"})
+# Path segments that group collections (`/v1/billing/meters`), not collections themselves.
+_NAMESPACES = frozenset({"billing", "checkout", "issuing", "terminal", "treasury", "tax",
+                         "test_helpers", "radar", "reporting", "identity", "core"})
 
 T = TypeVar("T")
 
@@ -59,14 +62,22 @@ def redact(text: str) -> str:
 
 
 def endpoint_of(method: str, url: str) -> str:
-    """Stripe's name for an operation: 'POST /v1/customers/{id}' for any customer id."""
+    """Stripe's name for an operation: 'POST /v1/customers/{id}' for any customer id;
+    namespaces keep their collections' names ('POST /v1/billing/meter_events')."""
     parts = [p for p in urlsplit(url).path.split("/") if p]
     start = next((i for i, p in enumerate(parts) if re.fullmatch(r"v\d+", p)), 0)
-    parts = parts[start:]
-    named = [
-        "{id}" if i >= 2 and i % 2 == 0 and part not in _ACTIONS else part
-        for i, part in enumerate(parts)
-    ]
+    named: list[str] = []
+    collection_next = False  # after the version: a collection (or a namespace) comes first
+    for position, part in enumerate(parts[start:]):
+        if position == 0:
+            named.append(part)
+            collection_next = True
+        elif collection_next:
+            named.append(part)
+            collection_next = part in _NAMESPACES
+        else:
+            named.append(part if part in _ACTIONS else "{id}")
+            collection_next = True
     return f"{method.upper()} /" + "/".join(named)
 
 
@@ -85,6 +96,11 @@ class StripeSettings:
     api_key_env: str = "STRIPE_API_KEY"
     rate_limit_backoff_seconds: float = 0.5
     rate_limit_backoff_max_seconds: float = 16.0
+    # Endpoints with limits of their own, outside the global limit (meter events), in
+    # requests a second, and the base address of the meter event stream (None: Stripe's,
+    # or api_base when that is set).
+    separate_pools: Mapping[str, float] = field(default_factory=dict)
+    meter_events_base: str | None = None
 
     @property
     def mode(self) -> str:
@@ -313,13 +329,20 @@ class StripeGateway:
             endpoint_rps,
             settings.concurrency,
             endpoint_overrides={k: v * HEADROOM for k, v in ENDPOINT_RPS_OVERRIDES.items()},
+            separate_pools={k: v * HEADROOM for k, v in settings.separate_pools.items()},
         )
         self._http = _MeteredHTTPClient(
             limiter=self.limiter, meter=self._meter, timeout=settings.timeout_seconds
         )
         options: dict[str, Any] = {}
+        addresses: dict[str, str] = {}
         if settings.api_base:
-            options["base_addresses"] = {"api": settings.resolved_api_base}
+            addresses["api"] = settings.resolved_api_base
+            addresses["meter_events"] = settings.resolved_api_base
+        if settings.meter_events_base:
+            addresses["meter_events"] = settings.meter_events_base.rstrip("/")
+        if addresses:
+            options["base_addresses"] = addresses
         self._client = stripe.StripeClient(
             settings.api_key,
             stripe_version=STRIPE_API_VERSION,
@@ -329,6 +352,8 @@ class StripeGateway:
         )
         self._object_locks: dict[str, list[Any]] = {}
         self._object_locks_guard = threading.Lock()
+        self._event_session: tuple[str, float] | None = None  # (token, expires at: monotonic)
+        self._event_session_lock = threading.Lock()
 
     @property
     def stats(self) -> RequestStats:
@@ -494,6 +519,45 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise self._error(exc, StripeWriteError, what) from None
 
+    # -- the meter event stream ----------------------------------------------------------
+
+    def send_event_stream(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Post up to 100 events to the v2 meter event stream under a session token.
+
+        The stream takes no idempotency key: Stripe de-duplicates events by identifier, so
+        a batch whose answer was lost is sent again as it is. A session lasts 15 minutes:
+        one is opened on first use, renewed a minute before it expires, and once more if
+        Stripe says it expired. Validation is asynchronous: the answer says nothing of
+        single events.
+        """
+        for attempt in (1, 2):
+            token = self._event_token(renew=attempt == 2)
+            stream = self._client.v2.billing.meter_event_stream
+            call = partial(stream.create, params={"events": list(events)},  # type: ignore[arg-type]
+                           options={"api_key": token})
+            try:
+                self._with_rate_limit_retries(call)
+                return
+            except stripe.StripeError as exc:
+                expired = exc.http_status == 401 and "session" in (_code_of(exc) or "") + str(
+                    getattr(exc.error, "code", "") or "")
+                if expired and attempt == 1:
+                    continue
+                raise self._error(exc, StripeWriteError, "send meter events") from None
+
+    def _event_token(self, *, renew: bool) -> str:
+        with self._event_session_lock:
+            now = time.monotonic()
+            if renew or self._event_session is None or self._event_session[1] - now < 60:
+                try:
+                    session = self._with_rate_limit_retries(
+                        lambda: self._client.v2.billing.meter_event_session.create())
+                except stripe.StripeError as exc:
+                    raise self._error(exc, StripeWriteError,
+                                      "open a meter event session") from None
+                self._event_session = (session.authentication_token, now + 14 * 60)
+            return self._event_session[0]
+
     @contextmanager
     def _object_lock(self, object_id: str) -> Iterator[None]:
         with self._object_locks_guard:
@@ -511,10 +575,13 @@ class StripeGateway:
     # -- shared --------------------------------------------------------------------------
 
     def _service(self, service_name: str) -> Any:
-        """`client.v1.<service_name>`: the object's contract names the service."""
-        service = getattr(self._client.v1, service_name, None)
-        if service is None:
-            raise ValueError(f"the stripe SDK has no service client.v1.{service_name}")
+        """`client.v1.<service_name>` ("billing.meters" walks the namespace): the object's
+        contract names the service."""
+        service: Any = self._client.v1
+        for part in service_name.split("."):
+            service = getattr(service, part, None)
+            if service is None:
+                raise ValueError(f"the stripe SDK has no service client.v1.{service_name}")
         return service
 
     def _with_rate_limit_retries(self, call: Callable[[], T]) -> T:
@@ -566,7 +633,8 @@ class StripeGateway:
 
 def _noun(service_name: str) -> str:
     """How messages name one object of a service: the service's name in the singular."""
-    return service_name[:-1] if service_name.endswith("s") else service_name
+    name = service_name.rsplit(".", 1)[-1].replace("_", " ")
+    return name[:-1] if name.endswith("s") else name
 
 
 def _idempotency_key(key: str) -> str:

@@ -27,7 +27,7 @@ from .records import (
 )
 from .spec import SyncSpec
 
-MACROS_API_VERSION = 2  # what macros/util.sql's macros_api_version() must return
+MACROS_API_VERSION = 3  # what macros/util.sql's macros_api_version() must return
 
 STATE_TABLE = "stripe_sync_state"
 RUNS_TABLE = "stripe_sync_runs"
@@ -277,8 +277,12 @@ class Warehouse:
             self._execute(self._statement("run_delete_sql"), [run.run_id, run.model_unique_id])
             self._insert(RUNS_TABLE, [row])
 
-    def write_outcomes(self, run_id: str, spec: SyncSpec, outcomes: Sequence[RowOutcome]) -> None:
-        """Upsert state by (model, key) and append row results; one transaction per call."""
+    def write_outcomes(
+        self, run_id: str, spec: SyncSpec, outcomes: Sequence[RowOutcome],
+        row_results: bool = True,
+    ) -> None:
+        """Upsert state by (model, key) and append row results (unless `row_results` is
+        False: a mark such as in-flight, not an outcome); one transaction per call."""
         if not outcomes:
             return
         self._ensure()
@@ -321,6 +325,8 @@ class Warehouse:
                     for key, outcome in latest.items()
                 ],
             )
+            if not row_results:
+                return
             self._insert(
                 ROW_RESULTS_TABLE,
                 [
@@ -337,6 +343,16 @@ class Warehouse:
                     for outcome in outcomes
                 ],
             )
+
+    def recent_updates(
+        self, model: DbtModel, since: datetime
+    ) -> list[tuple[str, int, Mapping[str, Any]]]:
+        """(key, updates recorded since `since`, the key's synced values) per updated key."""
+        self._ensure()
+        with self._transaction():
+            rows = self._execute(self._statement("recent_updates_sql"),
+                                 [model.unique_id, "updated", _utc_naive(since)], True)
+        return [(str(key), int(count), _from_json(values)) for key, count, values in rows]
 
     def state_count(self, model: DbtModel) -> int:
         """How many keys the model has in the sync state."""
@@ -480,7 +496,8 @@ def _diff_row(
         synced,
         outcome,
         error,
-    ) = raw[width : width + 10]
+        synced_at,
+    ) = raw[width : width + 11]
     previous = None
     if state_key is not None:
         previous = StateRecord(
@@ -489,6 +506,7 @@ def _diff_row(
             synced_values=_from_json(synced),
             outcome=outcome or "",
             error=error,
+            synced_at=_as_utc(synced_at) if synced_at is not None else None,
         )
     kind = DiffStatus.RESYNC if status == "unchanged" else DiffStatus(status)
     if full_resync and kind is DiffStatus.UNSYNCED:
@@ -500,7 +518,7 @@ def _diff_row(
         status=kind,
         previous=previous,
         duplicate_count=int(duplicate_count),
-        references=dict(zip(ref_paths, raw[width + 10 :], strict=True)),
+        references=dict(zip(ref_paths, raw[width + 11 :], strict=True)),
     )
 
 

@@ -52,6 +52,7 @@
         ('rejected', 'int', false), ('not_found', 'int', false), ('failed', 'int', false),
         ('status', 'string', false), ('tool_version', 'string', false),
         ('replaced', 'int', false), ('skipped', 'int', false),
+        ('sent', 'int', false), ('already_sent', 'int', false), ('uncertain', 'int', false),
       ],
       'primary_key': ['run_id', 'model_unique_id'],
     },
@@ -274,4 +275,21 @@
   {{ return('delete from '
             ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_locks'))
             ~ ' where model_unique_id = ' ~ b ~ ' and owner = ' ~ b) }}
+{% endmacro %}
+
+
+{#- Updates recorded for a model's keys since a time (bound), with each key's synced values:
+    a group limit (a subscription's 200 quantity updates an hour) counts by them. -#}
+{% macro recent_updates_sql() %}
+  {{ return(adapter.dispatch('recent_updates_sql', 'stripe_activation')()) }}
+{% endmacro %}
+
+{% macro default__recent_updates_sql() %}
+  {%- set b = stripe_activation.binding_char() -%}
+  {%- set results = stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_row_results')) -%}
+  {%- set state = stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_state')) -%}
+  {{ return('select r.key_value, count(*), s.synced_values from ' ~ results ~ ' r join ' ~ state
+            ~ ' s on s.model_unique_id = r.model_unique_id and s.key_value = r.key_value'
+            ~ ' where r.model_unique_id = ' ~ b ~ ' and r.outcome = ' ~ b
+            ~ ' and r.recorded_at >= ' ~ b ~ ' group by r.key_value, s.synced_values') }}
 {% endmacro %}

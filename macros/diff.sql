@@ -12,7 +12,8 @@
 
     The select returns, by position: each column of `columns`, then the normalized key, the
     row hash, how many rows share the key, the status, and the state's key, stripe_id,
-    row_hash, synced_values, last_outcome, last_error (null when the key has no state), then
+    row_hash, synced_values, last_outcome, last_error, synced_at (null when the key has no
+    state), then
     one resolved Stripe id per reference (null when the referenced model has none). The
     resolved ids are part of the row hash: a row whose reference resolves differently is
     planned again. -#}
@@ -59,7 +60,7 @@ _sa_counted as (
     from _sa_model
 ),
 _sa_state as (
-    select key_value, stripe_id, row_hash, synced_values, last_outcome, last_error
+    select key_value, stripe_id, row_hash, synced_values, last_outcome, last_error, synced_at
     from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }}
     where model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
 ),
@@ -72,14 +73,15 @@ _sa_classified as (
         _sa_state.synced_values as _sa_synced_values,
         _sa_state.last_outcome as _sa_last_outcome,
         _sa_state.last_error as _sa_last_error,
+        _sa_state.synced_at as _sa_synced_at,
         case
             when _sa_counted._sa_key is null or _sa_counted._sa_rows_per_key > 1
                 then 'invalid_key'
             when _sa_state.key_value is null then 'new'
             when _sa_state.row_hash is null or _sa_state.row_hash <> _sa_counted._sa_hash
                 then 'changed'
-            when _sa_state.last_outcome = 'failed' then 'retry'
-            when _sa_state.last_outcome in ('rejected', 'not_found') then 'unsynced'
+            when _sa_state.last_outcome in ('failed', 'in_flight') then 'retry'
+            when _sa_state.last_outcome in ('rejected', 'not_found', 'uncertain') then 'unsynced'
             else 'unchanged'
         end as _sa_status
     from _sa_counted
@@ -113,7 +115,8 @@ select
     _sa_state_hash,
     _sa_synced_values,
     _sa_last_outcome,
-    _sa_last_error
+    _sa_last_error,
+    _sa_synced_at
     {%- for ref in references %},
     _sa_ref{{ loop.index0 }}
     {%- endfor %}

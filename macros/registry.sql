@@ -24,6 +24,17 @@
       }
     }
   },
+  "meter_event": {
+    "behaviors": [
+      "append"
+    ],
+    "keys": {
+      "identifier": {
+        "can_create": true,
+        "casefold": false
+      }
+    }
+  },
   "price": {
     "behaviors": [
       "update_or_create",
@@ -58,6 +69,17 @@
       },
       "metadata": {
         "can_create": true,
+        "casefold": false
+      }
+    }
+  },
+  "subscription_item": {
+    "behaviors": [
+      "update_only"
+    ],
+    "keys": {
+      "id": {
+        "can_create": false,
         "casefold": false
       }
     }

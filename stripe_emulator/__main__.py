@@ -32,8 +32,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[int, EmulatorConfig, bool
     parser = argparse.ArgumentParser(
         prog="python -m stripe_emulator",
         description=(
-            "A local Stripe API emulator (customers, products, prices, balance) with fault "
-            "injection."
+            "A local Stripe API emulator (customers, products, prices, balance, billing "
+            "meters, meter events, subscription items) with fault injection."
         ),
     )
     add = parser.add_argument

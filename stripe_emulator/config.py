@@ -50,6 +50,10 @@ class EmulatorConfig:
     slow_response_seconds: float = 0.0
     search_delay_seconds: float = 1.0  # search sees a write only this long after it
     should_retry_on_rate_limit: bool = True  # send Stripe-Should-Retry: true on rate limits
+    # Endpoints with their own pool (meter events, the meter event stream) are not counted by
+    # `rate_limit` (Stripe's live-mode pools); True counts them too, as Stripe's usage-billing
+    # guide says of test mode and sandboxes ("count toward the basic limit").
+    own_pool_in_global_limit: bool = False
     api_keys: tuple[str, ...] | None = None  # None: any sk_test_/rk_test_ key
     restricted_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key: lacks
     account_id: str = "acct_1EmuLat0rTest000"

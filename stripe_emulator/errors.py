@@ -55,7 +55,13 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         self.fault = fault  # name of the injected fault, for stats; None for real errors
 
-    def body(self, request_id: str | None = None) -> dict[str, Any]:
+    def body(self, request_id: str | None = None, *, v2: bool = False) -> dict[str, Any]:
+        if v2:  # v2 endpoints: {"error": {"type", "code", "message"}} (stripe-python reads these)
+            v2_error: dict[str, Any] = {"type": self.type}
+            if self.code:
+                v2_error["code"] = self.code
+            v2_error["message"] = self.message
+            return {"error": v2_error}
         error: dict[str, Any] = {}
         if self.code:
             error["code"] = self.code

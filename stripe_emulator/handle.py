@@ -65,8 +65,9 @@ class EmulatorHandle:
         return dict(self._call("GET", "/_emulator/stats"))
 
     def reset(self, *, stats_only: bool = False) -> None:
-        """Forget every object (customers, products, prices), idempotency keys, stats and
-        limiter windows (or only stats)."""
+        """Forget every object (customers, products, prices, meters, meter events,
+        subscriptions, ...), idempotency keys, stats and limiter windows, and put the clock back
+        to real time (or only stats and counters)."""
         self._call("POST", "/_emulator/reset", {"stats_only": stats_only})
 
     def seed(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -87,6 +88,52 @@ class EmulatorHandle:
         payload = {name: list(values) for name, values in items.items()}
         answer = self._call("POST", "/_emulator/seed", payload)
         return {name: list(answer[name]) for name in payload}
+
+    def seed_meters(self, meters: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert billing meters (create params, plus optional id/created/status)."""
+        return self.seed_many(**{"billing/meters": meters})["billing/meters"]
+
+    def seed_subscriptions(self, subscriptions: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert subscriptions: `{"customer", "items": [{"price", "quantity", "metadata"}]}`
+        plus optional id/created/metadata/status; their ids (items: `subscription_items()`)."""
+        return self.seed_many(subscriptions=subscriptions)["subscriptions"]
+
+    def clock(self) -> dict[str, float]:
+        """The emulator clock: `{"now": unix seconds, "offset_seconds": from real time}`."""
+        return dict(self._call("GET", "/_emulator/clock"))
+
+    def advance_clock(self, seconds: float) -> dict[str, float]:
+        """Move the emulator clock forward (token expiry, identifier and timestamp windows,
+        the subscription quantity-update hour); latency and rate limits are not affected."""
+        return dict(self._call("POST", "/_emulator/clock", {"advance_seconds": seconds}))
+
+    def set_clock(self, now: float) -> dict[str, float]:
+        return dict(self._call("POST", "/_emulator/clock", {"now": now}))
+
+    def reset_clock(self) -> dict[str, float]:
+        return dict(self._call("POST", "/_emulator/clock", {"reset": True}))
+
+    def meter_events(self) -> list[dict[str, Any]]:
+        """Every accepted meter event (v1 and stream), in arrival order: identifier,
+        event_name, payload, timestamp, created, meter, customer, source."""
+        return list(self._call("GET", "/_emulator/meter_events")["data"])
+
+    def meter_event_errors(self) -> list[dict[str, Any]]:
+        """The meter event stream's event errors (what Stripe reports later in
+        `v1.billing.meter.error_report_triggered` events): code, message, identifier, ..."""
+        return list(self._call("GET", "/_emulator/meter_event_errors")["data"])
+
+    def meters(self) -> list[dict[str, Any]]:
+        """Every billing meter, oldest first, inactive ones included."""
+        return self._dump("billing/meters", False)
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """Every subscription, oldest first (as stored: `items` is not rendered)."""
+        return self._dump("subscriptions", False)
+
+    def subscription_items(self) -> list[dict[str, Any]]:
+        """Every subscription item, oldest first (as stored: `price` is the price id)."""
+        return self._dump("subscription_items", False)
 
     def customers(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every customer, oldest first, as the API shows them."""

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors
+from .clock import EmulatorClock
 from .config import EmulatorConfig
 from .errors import ApiError
 from .faults import FaultDraws, FaultPlanner, RateLimiter
@@ -54,10 +55,16 @@ class Route:
     object_id: str | None = None
     resource: Resource | None = None
     operation: Operation | None = None  # the resource's method for this endpoint
+    own_pool: bool = False  # its own rate-limit pool: the global limit does not count it
+    token_auth: bool = False  # authenticated by a token its resource checks, not an API key
 
     @property
     def is_write(self) -> bool:
         return self.endpoint.startswith(("POST", "DELETE"))
+
+    @property
+    def is_v2(self) -> bool:
+        return self.endpoint.split(" ", 1)[1].startswith("/v2/")
 
     @property
     def permission(self) -> str:
@@ -80,12 +87,20 @@ class Router:
     def __init__(self, resources: Iterable[Resource]) -> None:
         table: dict[tuple[str, int], list[tuple[tuple[str | None, ...], Route]]] = {}
         for resource in resources:
-            for endpoint, operation in resource.operations().items():
-                method, template = endpoint.split(" ", 1)
+            for method, suffix, attribute in resource.routes:
+                endpoint = resource.endpoint_name(method, suffix)
+                template = endpoint.split(" ", 1)[1]  # "/v1/..." or "/v2/..."
                 segments = tuple(
                     None if s.startswith("{") else s for s in template.strip("/").split("/")
                 )
-                route = Route(endpoint, None, resource, operation)
+                route = Route(
+                    endpoint,
+                    None,
+                    resource,
+                    getattr(resource, attribute),
+                    own_pool=attribute in resource.own_rate_limit_pool,
+                    token_auth=attribute in resource.token_auth,
+                )
                 table.setdefault((method, len(segments)), []).append((segments, route))
         for candidates in table.values():
             candidates.sort(key=lambda c: sum(s is None for s in c[0]))
@@ -103,6 +118,11 @@ class Router:
             else:
                 return dataclasses.replace(template, object_id=ids[-1] if ids else None)
         return None
+
+
+# Endpoints where Stripe ignores Idempotency-Key (the SDK sends one on every v2 POST): the
+# meter event stream takes none and de-duplicates events by their identifier instead.
+NO_IDEMPOTENCY = frozenset({"POST /v2/billing/meter_event_stream"})
 
 
 class Stats:
@@ -178,8 +198,11 @@ class EmulatorState:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        self.clock = EmulatorClock()  # Stripe's calendar, as tests move it (not latency, limits)
         self.resources = build_resources(
-            seed=config.seed, search_delay=lambda: self.config.search_delay_seconds
+            seed=config.seed,
+            search_delay=lambda: self.config.search_delay_seconds,
+            clock=self.clock,
         )
         self.router = Router(self.resources.values())
         self.store = self.resources["customers"].store  # the customer store, as before
@@ -202,11 +225,44 @@ class EmulatorState:
     def reset(self, *, stats_only: bool = False) -> None:
         self.stats.reset()
         self.limiter.reset()
+        for resource in self.resources.values():
+            resource.reset_stats()
         if not stats_only:
             for resource in self.stored:
                 resource.reset(self.config.seed)
             self.planner.reset()
             self.idempotency.reset()
+            self.clock.reset()
+
+    def set_clock(self, payload: Any) -> dict[str, float]:
+        """`POST /_emulator/clock`: `{"advance_seconds": N}`, `{"now": unix}` or
+        `{"reset": true}` (back to real time)."""
+        if not isinstance(payload, dict) or len(payload) != 1:
+            raise ValueError(
+                'POST /_emulator/clock takes one of {"advance_seconds": N}, {"now": unix}, '
+                '{"reset": true}'
+            )
+        [(key, value)] = payload.items()
+        if key == "reset" and value is True:
+            self.clock.reset()
+        elif key in ("advance_seconds", "now") and (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
+            if key == "now":
+                self.clock.set(float(value))
+            else:
+                self.clock.advance(float(value))
+        else:
+            raise ValueError(f"POST /_emulator/clock: bad {key!r}: {value!r}")
+        return self.clock.describe()
+
+    def control_read(self, name: str) -> Any:
+        """`GET /_emulator/<name>` for the reads resources declare (`control_reads`)."""
+        for resource in self.resources.values():
+            attribute = resource.control_reads.get(name)
+            if attribute is not None:
+                return getattr(resource, attribute)()
+        return None
 
     def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
         """Insert customers directly (no API accounting), searchable at once."""
@@ -328,6 +384,8 @@ class Handler(BaseHTTPRequestHandler):
         found = state.router.route(method, path)
         endpoint = found.endpoint if found else "other"
         idem_key = self.headers.get("Idempotency-Key") if method == "POST" else None
+        if endpoint in NO_IDEMPOTENCY:
+            idem_key = None  # Stripe de-duplicates these by identifier, not by key
         # Not the idempotency key: stripe-python puts a random one on every POST, and the same
         # traffic must draw the same faults on every run.
         fingerprint = f"{method} {path}?{query}|{body.decode('latin-1')}"
@@ -382,9 +440,13 @@ class Handler(BaseHTTPRequestHandler):
         if idem_key is not None:
             headers.append(("Idempotency-Key", idem_key))
 
+        v2 = path.startswith("/v2/")
+
         def error_answer(exc: ApiError) -> _Answer:
             return _Answer(
-                exc.status, _json_bytes(exc.body(request_id)), headers + list(exc.headers.items())
+                exc.status,
+                _json_bytes(exc.body(request_id, v2=v2)),
+                headers + list(exc.headers.items()),
             )
 
         latency = draws.latency_s
@@ -393,13 +455,21 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.rate_limited(
                     "global-concurrency", "concurrency_limit", config.should_retry_on_rate_limit
                 )
-            api_key = self._authenticate(config)
-            if found is None:
-                raise errors.unrecognized_url(method, path)
-            lacking = config.restricted_keys.get(api_key, ())
-            if found.permission in lacking:
-                raise errors.missing_permission(api_key, config.account_id, found.permission)
-            self._rate_limit(config, found.endpoint)
+            if found is not None and found.token_auth:
+                assert found.resource is not None
+                token = self._credentials()
+                if not token:
+                    raise ApiError(401, errors.NO_KEY_MESSAGE)
+                found.resource.check_token(token)
+            else:
+                api_key = self._authenticate(config)
+                if found is None:
+                    raise errors.unrecognized_url(method, path)
+                lacking = config.restricted_keys.get(api_key, ())
+                if found.permission in lacking:
+                    raise errors.missing_permission(api_key, config.account_id, found.permission)
+            assert found is not None
+            self._rate_limit(config, found)
             if draws.random_429:
                 raise errors.rate_limited(
                     "global-rate", "random_429", config.should_retry_on_rate_limit
@@ -408,9 +478,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise _Drop("connection_reset")
             if draws.server_error and not config.server_error_saved:
                 raise errors.server_error(should_retry=True)
-            form = body.decode("utf-8", "replace")
-            raw = query if method != "POST" else "&".join(p for p in (query, form) if p)
-            params = decode(raw)
+            params = self._params(method, query, body)
         except ApiError as exc:
             return error_answer(exc), exc.fault, latency
 
@@ -516,7 +584,27 @@ class Handler(BaseHTTPRequestHandler):
                 fault = "dropped_response"
         return _Answer(200, _json_bytes(data), list(headers)), fault, True, latency
 
-    def _authenticate(self, config: EmulatorConfig) -> str:
+    def _params(self, method: str, query: str, body: bytes) -> dict[str, Any]:
+        """The request's parameters: the query string, plus a POST body decoded by its
+        Content-Type (JSON for v2 endpoints, as stripe-python sends them; else a form)."""
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if method == "POST" and content_type == "application/json":
+            params = decode(query)
+            if body.strip():
+                try:
+                    data = json.loads(body)
+                except (UnicodeDecodeError, ValueError):
+                    raise errors.invalid("Invalid JSON in the request body.") from None
+                if not isinstance(data, dict):
+                    raise errors.invalid("The request body must be a JSON object.")
+                params.update(data)
+            return params
+        form = body.decode("utf-8", "replace")
+        raw = query if method != "POST" else "&".join(p for p in (query, form) if p)
+        return decode(raw)
+
+    def _credentials(self) -> str:
+        """The key or token of `Authorization: Bearer <key>` (or Basic `key:`)."""
         header = self.headers.get("Authorization") or ""
         scheme, _, credentials = header.partition(" ")
         key = ""
@@ -527,6 +615,10 @@ class Handler(BaseHTTPRequestHandler):
                 key = base64.b64decode(credentials).decode().partition(":")[0]
             except (binascii.Error, UnicodeDecodeError):
                 key = ""
+        return key
+
+    def _authenticate(self, config: EmulatorConfig) -> str:
+        key = self._credentials()
         if not key:
             raise ApiError(401, errors.NO_KEY_MESSAGE)
         if not key.startswith(("sk_test_", "rk_test_")):
@@ -539,9 +631,11 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.invalid_api_key(key)
         return key
 
-    def _rate_limit(self, config: EmulatorConfig, endpoint: str) -> None:
+    def _rate_limit(self, config: EmulatorConfig, found: Route) -> None:
+        endpoint = found.endpoint
         limits: list[tuple[str, float]] = []
-        if config.rate_limit is not None:
+        counted_globally = not found.own_pool or config.own_pool_in_global_limit
+        if config.rate_limit is not None and counted_globally:
             limits.append(("global", config.rate_limit))
         endpoint_limit = config.endpoint_limit(endpoint)
         if endpoint_limit is not None:
@@ -578,6 +672,8 @@ class Handler(BaseHTTPRequestHandler):
                 data = state.stats.snapshot()
                 for resource in state.stored:  # live counts: "customers", "products", ...
                     data[resource.name] = resource.live_count
+                for resource in state.resources.values():  # "meter_events": {...}, ...
+                    data.update(resource.extra_stats())
                 data["idempotency_keys"] = len(state.idempotency)
             elif method == "POST" and path == "/_emulator/reset":
                 stats_only = bool((payload or {}).get("stats_only"))
@@ -585,6 +681,14 @@ class Handler(BaseHTTPRequestHandler):
                 data = {"ok": True, "stats_only": stats_only}
             elif method == "POST" and path == "/_emulator/seed":
                 data = state.seed_all(payload)
+            elif method == "GET" and path == "/_emulator/clock":
+                data = state.clock.describe()
+            elif method == "POST" and path == "/_emulator/clock":
+                data = state.set_clock(payload)
+            elif method == "GET" and (
+                (read := state.control_read(path.removeprefix("/_emulator/"))) is not None
+            ):
+                data = {"data": read}
             elif method == "GET" and path.removeprefix("/_emulator/") in dumps:
                 flags = parse_qs(query)
                 include_deleted = flags.get("include_deleted", ["false"])[0] == "true"

@@ -18,28 +18,29 @@ PLANS = ("free", "pro")
 RENAMED = " (renamed)"
 COLUMNS = ("customer_id", "email", "full_name", "city", "plan")
 
+# Stripe field -> row column: the five values a customer holds for a row.
+MAPPED = {
+    "email": "email",
+    "name": "full_name",
+    "address.city": "city",
+    "metadata.plan": "plan",
+    "metadata.crm_id": "customer_id",
+}
+
+
+def keyed_on(field: str) -> dict[str, Any]:
+    """The sync block keyed on `field` (its column is the key), mapping the other four."""
+    return {
+        "object": "customer",
+        "key": {"column": MAPPED[field], "field": field},
+        "fields": {f: column for f, column in MAPPED.items() if f != field},
+    }
+
+
 # The two ways the rows are keyed: the CRM id in metadata (email is a mapped field), or the
-# email (the CRM id is mapped into metadata). Either way Stripe holds the same four values.
-SYNC_BY_METADATA: dict[str, Any] = {
-    "object": "customer",
-    "key": {"column": "customer_id", "field": "metadata.crm_id"},
-    "fields": {
-        "email": "email",
-        "name": "full_name",
-        "address.city": "city",
-        "metadata.plan": "plan",
-    },
-}
-SYNC_BY_EMAIL: dict[str, Any] = {
-    "object": "customer",
-    "key": {"column": "email", "field": "email"},
-    "fields": {
-        "name": "full_name",
-        "address.city": "city",
-        "metadata.plan": "plan",
-        "metadata.crm_id": "customer_id",
-    },
-}
+# email (the CRM id is mapped into metadata). Either way Stripe holds the same five values.
+SYNC_BY_METADATA = keyed_on("metadata.crm_id")
+SYNC_BY_EMAIL = keyed_on("email")
 SYNCS = {"metadata": SYNC_BY_METADATA, "email": SYNC_BY_EMAIL}  # by key kind
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import typing_extensions as te
 
-from .contract import FieldSpec, ObjectSpec, RowIssue, ValueKind
+from .contract import OPEN_MAPS, FieldSpec, ObjectSpec, RowIssue, ValueKind
 
 # Flat desired state of one object: Stripe field path -> converted value (None = unset).
 FlatValues = Mapping[str, Any]
@@ -42,14 +42,16 @@ EMAIL_REASON = "is not a valid email address"
 
 
 def metadata_key_problem(spec: ObjectSpec, name: str) -> str | None:
-    """Why Stripe would refuse `name` as a metadata key, or None when it is fine."""
+    """Why Stripe would refuse `name` as a key of the object's open map (metadata), or None
+    when it is fine."""
+    kind = spec.open_map
     if not name:
-        return "the metadata key name is empty"
+        return f"the {kind} key name is empty"
     if "[" in name or "]" in name:
-        return f"metadata key {name!r} contains '[' or ']', which Stripe does not allow"
+        return f"{kind} key {name!r} contains '[' or ']', which Stripe does not allow"
     if len(name) > spec.metadata_key_max_length:
         return (
-            f"metadata key {name!r} is {len(name)} characters; Stripe allows at most "
+            f"{kind} key {name!r} is {len(name)} characters; Stripe allows at most "
             f"{spec.metadata_key_max_length}"
         )
     return None
@@ -63,8 +65,8 @@ def resolve_field(spec: ObjectSpec, path: str) -> FieldSpec:
     found = spec.fields.get(path)
     if found is not None:
         return found
-    if path.startswith(METADATA_PREFIX):
-        name = path[len(METADATA_PREFIX) :]
+    if path.startswith(spec.open_prefix):
+        name = path[len(spec.open_prefix) :]
         problem = metadata_key_problem(spec, name)
         if problem is not None:
             raise KeyError(problem)
@@ -73,7 +75,7 @@ def resolve_field(spec: ObjectSpec, path: str) -> FieldSpec:
             kind=ValueKind.STRING,
             max_length=spec.metadata_value_max_length,
             unsettable=True,  # metadata[key]="" deletes the key
-            description=f"Metadata value for key {name!r}.",
+            description=f"{spec.open_map.capitalize()} value for key {name!r}.",
         )
     raise KeyError(f"{spec.name} has no mappable field {path!r}")
 
@@ -86,8 +88,8 @@ def closest_field(spec: ObjectSpec, path: str) -> str | None:
     if path.lower() in lowered:
         return lowered[path.lower()]
     head, dot, rest = path.partition(".")
-    if dot and rest and difflib.get_close_matches(head.lower(), ["metadata"], n=1, cutoff=0.6):
-        return METADATA_PREFIX + rest
+    if dot and rest and difflib.get_close_matches(head.lower(), [spec.open_map], n=1, cutoff=0.6):
+        return spec.open_prefix + rest
     if not dot:  # "city" -> "address.city": the shortest path ending with that segment
         tails = sorted((p for p in spec.fields if p.rsplit(".", 1)[-1] == path), key=len)
         if tails:
@@ -211,6 +213,8 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
         return None
     if spec.kind is ValueKind.DECIMAL:
         return _as_decimal(raw)
+    if spec.kind is ValueKind.TIMESTAMP:
+        return as_unix_seconds(raw)
     if spec.kind is ValueKind.INTEGER:
         return _as_integer(spec, raw)
     if spec.kind is ValueKind.BOOLEAN:
@@ -229,6 +233,32 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
         return text
     text = _as_text(raw)
     return _check_text(spec, text.lower() if spec.lowercase else text)
+
+
+def as_unix_seconds(value: Any) -> int | None:
+    """A point in time as Unix seconds: a timestamp (naive means UTC), a date (midnight
+    UTC), an ISO-8601 string, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("is a boolean; expected a timestamp")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if re.fullmatch(r"[0-9]+", text):
+            return int(text)
+        try:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"is {_short(value)}; expected a timestamp (ISO 8601)") from None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return int(moment.timestamp())
+    if isinstance(value, dt.date):
+        return int(dt.datetime(value.year, value.month, value.day,
+                               tzinfo=dt.timezone.utc).timestamp())
+    if isinstance(value, (int, Decimal)) or (isinstance(value, float) and math.isfinite(value)):
+        return int(value)
+    raise ValueError(f"is a {type(value).__name__}; expected a timestamp")
 
 
 # Stripe's unit_amount_decimal: "Same as unit_amount, but accepts a decimal value in cents
@@ -308,9 +338,10 @@ def validate_values(spec: ObjectSpec, flat: FlatValues) -> list[RowIssue]:
 
 
 def _split(path: str) -> list[str]:
-    """Path segments; a metadata key may itself contain dots."""
-    if path.startswith(METADATA_PREFIX):
-        return ["metadata", path[len(METADATA_PREFIX) :]]
+    """Path segments; a key of an open map (metadata, payload) may itself contain dots."""
+    head, dot, rest = path.partition(".")
+    if dot and head in OPEN_MAPS:
+        return [head, rest]
     return path.split(".")
 
 
@@ -519,7 +550,7 @@ def sdk_fields(
         if nested:
             out.update(sdk_fields(nested[0], _prefix=path + ".", _inherit_empty=accepts_empty))
             continue
-        if path == "metadata" and any(te.get_origin(m) is dict for m in members):
+        if path in OPEN_MAPS and any(te.get_origin(m) is dict for m in members):
             continue
         out[path] = SdkField(
             path=path,

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+# Objects' open maps of string values, keyed by the caller: `metadata.<key>` on most objects,
+# `payload.<key>` on a meter event. A key may itself contain dots.
+OPEN_MAPS = ("metadata", "payload")
+
 
 class ValueKind(str, Enum):
     STRING = "string"
@@ -23,6 +27,7 @@ class ValueKind(str, Enum):
     ENUM = "enum"
     BOOLEAN = "boolean"
     DECIMAL = "decimal"  # sent as a decimal string (unit_amount_decimal)
+    TIMESTAMP = "timestamp"  # a point in time, sent as Unix seconds
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class RowIssue:
 
     field: str
     reason: str
+    # The row may pass later as it is (an event timestamped ahead of now): retried on the
+    # next run instead of reported as rejected until its data changes.
+    retryable: bool = False
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -69,6 +77,7 @@ class Behavior(str, Enum):
     UPDATE_OR_CREATE = "update_or_create"
     UPDATE_ONLY = "update_only"
     CREATE_ONLY = "create_only"  # a matched object is left alone and reported as skipped
+    APPEND = "append"  # an event: each key is sent once, never updated (meter events)
 
 
 class KeyLookup(str, Enum):
@@ -77,6 +86,7 @@ class KeyLookup(str, Enum):
     RETRIEVE = "retrieve"  # GET /v1/<objects>/{id}
     FILTER = "filter"  # an exact list filter (email=, lookup_keys[]=)
     INDEX = "index"  # no filter: list every object once (100 a page) and index by the key
+    LEDGER = "ledger"  # an event Stripe de-duplicates: never looked up, the state is the ledger
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,40 @@ class CheckRequest:
     method: str = "list"
     params: Mapping[str, Any] = field(default_factory=lambda: {"limit": 1})
     permission: str = ""  # the restricted-key permission it needs, for messages
+    service: str | None = None  # another service to list (None: the object's own)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Field values must be among an attribute of listed objects (the active meters'
+    event_name): one list request per run (`service`.list(**params)), before any write."""
+
+    service: str  # "billing.meters"
+    params: Mapping[str, Any]
+    attribute: str  # the listed objects' attribute the field's values must be among
+    what: str  # how messages name it: "an active meter"
+
+
+@dataclass(frozen=True)
+class RatePool:
+    """Stripe's separate limits for an object's writes, apart from the account's global
+    limit: endpoint ("POST /v1/billing/meter_events") -> (live, test) requests a second."""
+
+    endpoints: Mapping[str, tuple[float, float]]
+    source: str  # where the figures come from, for the docs
+
+    def limits(self, mode: str) -> dict[str, float]:
+        return {e: live if mode == "live" else test for e, (live, test) in self.endpoints.items()}
+
+
+@dataclass(frozen=True)
+class GroupLimit:
+    """At most `per_hour` updates of `fields` per parent object (a subscription's items:
+    200 quantity changes an hour). The parent is the objects' `attribute`."""
+
+    attribute: str
+    fields: tuple[str, ...]
+    per_hour: int
 
 
 @dataclass(frozen=True)
@@ -155,6 +199,8 @@ class ObjectSpec:
         Behavior.UPDATE_ONLY,
         Behavior.CREATE_ONLY,
     )
+    # The object's open map (`metadata`, or a meter event's `payload`) and Stripe's limits.
+    open_map: str = "metadata"
     metadata_max_keys: int = 50
     metadata_key_max_length: int = 40
     metadata_value_max_length: int = 500
@@ -172,8 +218,20 @@ class ObjectSpec:
     deletable: bool = False  # DELETE /v1/<objects>/{id} exists and is permanent
     check: CheckRequest = field(default_factory=CheckRequest)
     # Row rules beyond single fields (flat path -> converted value), each failure a reason.
-    validate_row: Callable[[Mapping[str, Any]], list[RowIssue]] | None = None
+    validate_row: Callable[..., list[RowIssue]] | None = None
+    # Block settings sent with every write rather than mapped from a column
+    # (a subscription item's proration_behavior): setting -> (choices, default).
+    request_settings: Mapping[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    # Objects a field must name an existing one of, checked once per run before any write
+    # (a meter event's event_name must be an active meter's).
+    requires: Mapping[str, Requirement] = field(default_factory=dict)
+    # Its own rate-limit pool, apart from the account's global limit (meter events).
+    rate_pool: RatePool | None = None
+    group_limit: GroupLimit | None = None
 
+    @property
+    def open_prefix(self) -> str:
+        return self.open_map + "."
     def key_spec(self, key_field: str) -> KeySpec | None:
         """The KeySpec of a key field ("email", "metadata.crm_id"), None if not a key."""
         if key_field.startswith("metadata."):

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..clock import EmulatorClock
 from .balance import BalanceResource
 from .base import ObjectStore, Resource, ResourceContext
 from .customers import CustomersResource
+from .meter_event_stream import MeterEventSessionsResource, MeterEventStreamResource
+from .meter_events import MeterEventsResource
+from .meters import MetersResource
 from .prices import PricesResource
 from .products import ProductsResource
+from .subscriptions import SubscriptionItemsResource, SubscriptionsResource
 
 # Built in this order: a resource may look up the ones before it in `context.resources`.
 RESOURCE_TYPES: tuple[type[Resource], ...] = (
@@ -22,15 +27,26 @@ RESOURCE_TYPES: tuple[type[Resource], ...] = (
     BalanceResource,
     ProductsResource,
     PricesResource,
+    MetersResource,
+    MeterEventsResource,
+    MeterEventSessionsResource,
+    MeterEventStreamResource,
+    SubscriptionsResource,
+    SubscriptionItemsResource,
 )
 ENDPOINTS: tuple[str, ...] = tuple(e for cls in RESOURCE_TYPES for e in cls.endpoint_names())
 
 
 def build_resources(
-    *, seed: int | None = None, search_delay: Callable[[], float] = lambda: 0.0
+    *,
+    seed: int | None = None,
+    search_delay: Callable[[], float] = lambda: 0.0,
+    clock: EmulatorClock | None = None,
 ) -> dict[str, Resource]:
     """One instance of every resource, keyed by collection name, in `RESOURCE_TYPES` order."""
-    context = ResourceContext(seed=seed, search_delay=search_delay)
+    context = ResourceContext(
+        seed=seed, search_delay=search_delay, clock=clock if clock is not None else EmulatorClock()
+    )
     for cls in RESOURCE_TYPES:
         context.resources[cls.name] = cls(context)
     return dict(context.resources)
@@ -41,10 +57,16 @@ __all__ = [
     "RESOURCE_TYPES",
     "BalanceResource",
     "CustomersResource",
+    "MeterEventSessionsResource",
+    "MeterEventStreamResource",
+    "MeterEventsResource",
+    "MetersResource",
     "ObjectStore",
     "PricesResource",
     "ProductsResource",
     "Resource",
     "ResourceContext",
+    "SubscriptionItemsResource",
+    "SubscriptionsResource",
     "build_resources",
 ]

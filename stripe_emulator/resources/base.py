@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import invalid, no_such
+from ..clock import EmulatorClock
+from ..errors import ApiError, invalid, no_such
 from .params import page_limit, random_id, string_param
 
 Operation = Callable[[dict[str, Any], "str | None"], Any]
@@ -24,11 +25,13 @@ Operation = Callable[[dict[str, Any], "str | None"], Any]
 
 @dataclass
 class ResourceContext:
-    """What a resource is built with: the id seed, the search lag, and the resources built
+    """What a resource is built with: the id seed, the search lag, the emulator clock (Stripe's
+    calendar as tests move it: token expiry, identifier windows), and the resources built
     before it (`resources["products"]`), for resources that reference others."""
 
     seed: int | None = None
     search_delay: Callable[[], float] = lambda: 0.0
+    clock: EmulatorClock = field(default_factory=EmulatorClock)
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
@@ -38,9 +41,18 @@ class Resource:
     """
 
     name: ClassVar[str] = ""  # collection path under /v1 ("products", "billing/meters")
+    api_version: ClassVar[str] = "v1"  # "v2": served under /v2/<name>, JSON bodies, v2 errors
     object_name: ClassVar[str] = ""  # "product": permissions rak_product_read / rak_product_write
     # (method, path after /v1/<name> with {id} for the object id, method name on the resource)
     routes: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    # Method names whose endpoints have their own rate-limit pool: the global `rate_limit` does
+    # not count them (their endpoint limit still applies). Stripe: meter events.
+    own_rate_limit_pool: ClassVar[frozenset[str]] = frozenset()
+    # Method names whose endpoints authenticate with a token this resource checks
+    # (`check_token`) instead of an API key: the meter event stream's session token.
+    token_auth: ClassVar[frozenset[str]] = frozenset()
+    # Extra control-API reads, `GET /_emulator/<name>` -> method name (returns a JSON value).
+    control_reads: ClassVar[dict[str, str]] = {}
     store: Any = None  # None: nothing to reset, seed, count or dump (e.g. balance)
 
     def __init__(self, context: ResourceContext) -> None:
@@ -49,15 +61,23 @@ class Resource:
     # -- routing
 
     @classmethod
+    def endpoint_name(cls, method: str, suffix: str) -> str:
+        return f"{method} /{cls.api_version}/{cls.name}{suffix}"
+
+    @classmethod
     def endpoint_names(cls) -> list[str]:
         """Stripe's operation names, e.g. "POST /v1/products/{id}": stats and limit keys."""
-        return [f"{method} /v1/{cls.name}{suffix}" for method, suffix, _ in cls.routes]
+        return [cls.endpoint_name(method, suffix) for method, suffix, _ in cls.routes]
 
     def operations(self) -> dict[str, Operation]:
         return {
-            f"{method} /v1/{self.name}{suffix}": getattr(self, attribute)
+            self.endpoint_name(method, suffix): getattr(self, attribute)
             for method, suffix, attribute in self.routes
         }
+
+    def check_token(self, token: str) -> None:
+        """For `token_auth` endpoints: raise the 401 `ApiError` when `token` is not valid."""
+        raise ApiError(401, "This endpoint does not take tokens.")
 
     def permission(self, endpoint: str) -> str:
         write = endpoint.startswith(("POST", "DELETE"))
@@ -87,6 +107,15 @@ class Resource:
     def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
         """Insert objects directly (no API accounting), validated like a create; their ids."""
         raise ValueError(f"{self.name} cannot be seeded")
+
+    # -- counters the control API's stats include
+
+    def extra_stats(self) -> dict[str, Any]:
+        """Keys added to `GET /_emulator/stats` (besides the live count under `name`)."""
+        return {}
+
+    def reset_stats(self) -> None:
+        """Forget the counters of `extra_stats` (a stats-only reset keeps the objects)."""
 
 
 @dataclass

@@ -170,14 +170,14 @@ def test_non_stripe_api_base_warns_on_every_command(leak_runs: LeakRuns) -> None
         assert "Warning" not in run.stdout
 
 
+# `plan` of the model that stops before any request (see `project`).
+PLAN_BROKEN = ("plan", "--select", "broken_columns", "--output", "json")
+
+
 def test_stripe_api_base_does_not_warn(project: DbtProject) -> None:
     run = run_cli(
         project,
-        "plan",
-        "--select",
-        "broken_columns",
-        "--output",
-        "json",
+        *PLAN_BROKEN,
         api_base="https://api.stripe.com",
         target=isolated_target(project, "real"),
     )
@@ -189,11 +189,7 @@ def test_stripe_api_base_does_not_warn(project: DbtProject) -> None:
 def test_api_base_flag_warns_too(project: DbtProject) -> None:
     run = run_cli(
         project,
-        "plan",
-        "--select",
-        "broken_columns",
-        "--output",
-        "json",
+        *PLAN_BROKEN,
         "--api-base",
         "http://127.0.0.1:9",
         target=isolated_target(project, "flag"),
@@ -358,27 +354,10 @@ def odd_project(
     try:
         proj.build()
         with start_emulator(in_process=True) as emulator:
-            first = run_cli(
-                proj,
-                "sync",
-                *FAST,
-                "--select",
-                "Odd_Customers",
-                "--output",
-                "json",
-                emulator=emulator,
-            )
+            sync = ("sync", *FAST, "--select", "Odd_Customers", "--output", "json")
+            first = run_cli(proj, *sync, emulator=emulator)
             emulator.reset(stats_only=True)
-            second = run_cli(
-                proj,
-                "sync",
-                *FAST,
-                "--select",
-                "Odd_Customers",
-                "--output",
-                "json",
-                emulator=emulator,
-            )
+            second = run_cli(proj, *sync, emulator=emulator)
             yield OddProject(proj, emulator, first, second)
     finally:
         if request.param == "postgres":

@@ -165,11 +165,17 @@ def write_project(root: Path, name: str, target: str, outputs: Mapping[str, Any]
     ))
 
 
+def env_outputs() -> dict[str, dict[str, Any]]:
+    """Profile outputs whose warehouse, DuckDB file and schema, come from the environment
+    `DbtProject.env` sets."""
+    schema = "{{ env_var('DBT_SCHEMA') }}"
+    return {
+        "duckdb": duckdb_output("{{ env_var('DBT_DUCKDB_PATH') }}", schema),
+        "postgres": postgres_output(schema),
+    }
+
+
 def new_project(root: Path, target: str = "duckdb", name: str = PROJECT_NAME) -> DbtProject:
-    """An empty dbt project that uses this repo as a local package, like a user's would; its
-    warehouse (DuckDB file, schema) comes from the environment `DbtProject.env` sets."""
-    write_project(root, name, target, {
-        "duckdb": duckdb_output("{{ env_var('DBT_DUCKDB_PATH') }}", "{{ env_var('DBT_SCHEMA') }}"),
-        "postgres": postgres_output("{{ env_var('DBT_SCHEMA') }}"),
-    })
+    """An empty dbt project that uses this repo as a local package, like a user's would."""
+    write_project(root, name, target, env_outputs())
     return DbtProject(root=root, target=target, name=name)

@@ -26,7 +26,7 @@ def failing_run(project: BuiltProject) -> tuple[int, dict[str, dict[str, Any]]]:
     """One `dbt run` of the broken models (dbt runs each even when others fail)."""
     proc = project.dbt("run", "--select", "tag:validate_failure", check=False)
     results = {r["unique_id"].split(".")[-1]: r for r in project.run_results()["results"]}
-    return proc.returncode, results
+    return proc.code, results
 
 
 def expected_messages(project: BuiltProject) -> dict[str, str]:
@@ -49,9 +49,10 @@ def expected_messages(project: BuiltProject) -> dict[str, str]:
             "(e.g. 'amy@example.com'); make the key unique: one row per key."
         ),
         "bad_block": (
-            "stripe_activation: model 'bad_block' (models/bad_block.sql): object 'product' is "
-            "not supported (stripe_activation.object); set object: customer. behavior 'upsert' "
-            "is unknown (stripe_activation.behavior); use update_or_create or update_only."
+            "stripe_activation: model 'bad_block' (models/bad_block.sql): object 'invoice' is "
+            "not supported (stripe_activation.object); set object: customer, meter_event, "
+            "price, product, subscription_item. behavior 'upsert' is unknown "
+            "(stripe_activation.behavior); use update_or_create, update_only, create_only."
         ),
     }
 

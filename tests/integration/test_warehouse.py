@@ -24,6 +24,7 @@ from dbt_stripe_activation.objects.base import normalize_key
 from dbt_stripe_activation.project import load_manifest
 from dbt_stripe_activation.spec import FieldMapping, SyncSpec
 from dbt_stripe_activation.warehouse import (
+    MACROS_API_VERSION,
     DiffCounts,
     DiffRow,
     DiffStatus,
@@ -193,6 +194,11 @@ BOOKKEEPING = {
         "failed",
         "status",
         "tool_version",
+        "replaced",
+        "skipped",
+        "sent",
+        "already_sent",
+        "uncertain",
     ],
     "stripe_sync_row_results": [
         "run_id",
@@ -705,7 +711,8 @@ def test_missing_dbt_package_is_a_project_error(project: BuiltProject, tmp_path:
 def test_other_version_of_the_dbt_package_is_a_project_error(project: BuiltProject, tmp_path: Path):
     def bump(raw: dict[str, Any]) -> None:
         macro = raw["macros"]["macro.stripe_activation.macros_api_version"]
-        macro["macro_sql"] = macro["macro_sql"].replace("return(1)", "return(99)")
+        current = f"return({MACROS_API_VERSION})"
+        macro["macro_sql"] = macro["macro_sql"].replace(current, "return(99)")
 
     target = _manifest_copy(project, tmp_path, bump)
     settings = project.settings(target_path=target)

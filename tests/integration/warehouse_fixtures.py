@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -29,9 +27,8 @@ from dbt_stripe_activation.project import DbtModel, Manifest, ProjectSettings, l
 from dbt_stripe_activation.spec import Behavior, FieldMapping, NullPolicy, SyncKey, SyncSpec
 from dbt_stripe_activation.warehouse import Warehouse
 from tests.conftest import drop_postgres_schema, postgres_available
+from tests.integration.dbtproj import DbtProject, duckdb_output, postgres_output, write_project
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 TARGETS = ["duckdb", "postgres"]
 PROJECT_NAME = "warehouse_fixtures"
 
@@ -44,17 +41,12 @@ def require_target(target: str) -> None:
 
 
 @dataclass
-class BuiltProject:
-    """A copy of the fixture project, built on one target."""
+class BuiltProject(DbtProject):
+    """A copy of the fixture project, built on one target (`dbt` runs as in every end-to-end
+    test; its profile names the warehouse literally, so the tests can open it in-process)."""
 
-    root: Path
-    target: str
-    schema: str
+    name: str = PROJECT_NAME
     build_results: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def duckdb_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
 
     def settings(self, **overrides: Any) -> ProjectSettings:
         values: dict[str, Any] = {
@@ -70,32 +62,7 @@ class BuiltProject:
         return load_manifest(self.settings())
 
     def model(self, name: str) -> DbtModel:
-        return self.manifest().models[f"model.{PROJECT_NAME}.{name}"]
-
-    def dbt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-        env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-        proc = subprocess.run(
-            [
-                str(BIN / "dbt"),
-                *args,
-                "--target",
-                self.target,
-                "--profiles-dir",
-                str(self.root),
-                "--project-dir",
-                str(self.root),
-            ],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dbt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return self.manifest().models[f"model.{self.name}.{name}"]
 
     def run_results(self) -> dict[str, Any]:
         return json.loads((self.root / "target" / "run_results.json").read_text())
@@ -207,7 +174,7 @@ SYNC_BLOCKS: dict[str, Any] = {
         "fields": {"name": "full_name"},
     },
     "bad_block": {
-        "object": "product",
+        "object": "invoice",
         "behavior": "upsert",
         "key": CRM_KEY,
         "fields": {"email": "email"},
@@ -215,28 +182,27 @@ SYNC_BLOCKS: dict[str, Any] = {
 }
 
 
-def write_fixture_project(root: Path) -> None:
+def write_fixture_project(root: Path, target: str, schema: str) -> None:
     """The dbt project: a seed, synced models (one with awkward identifiers, one of 10,000
-    rows), a model without a block, and models the validation hook must fail (tagged)."""
-    (root / "models").mkdir(parents=True)
-    (root / "seeds").mkdir()
-    (root / "dbt_project.yml").write_text(
-        yaml.safe_dump(
-            {
-                "name": PROJECT_NAME,
-                "version": "1.0.0",
-                "config-version": 2,
-                "profile": PROJECT_NAME,
-                "seeds": {PROJECT_NAME: {"+column_types": SEED_COLUMN_TYPES}},
-                "models": {
-                    PROJECT_NAME: {
-                        "+materialized": "table",
-                        "+post-hook": "{{ stripe_activation.validate() }}",
-                    }
-                },
-            },
-            sort_keys=False,
-        )
+    rows), a model without a block, and models the validation hook must fail (tagged); its
+    profile names the warehouse literally (no env vars)."""
+    write_project(
+        root,
+        PROJECT_NAME,
+        target,
+        {
+            "duckdb": duckdb_output(str(root / "warehouse.duckdb"), schema),
+            "postgres": postgres_output(schema),
+            # A DuckDB file in a directory that does not exist: the connection fails.
+            "unreachable": duckdb_output(str(root / "missing" / "dir" / "x.duckdb"), schema, 1),
+        },
+        seeds={PROJECT_NAME: {"+column_types": SEED_COLUMN_TYPES}},
+        models={
+            PROJECT_NAME: {
+                "+materialized": "table",
+                "+post-hook": "{{ stripe_activation.validate() }}",
+            }
+        },
     )
     (root / "seeds" / "crm_customers.csv").write_text(CRM_CUSTOMERS_CSV)
     entries = []
@@ -257,45 +223,9 @@ def write_fixture_project(root: Path) -> None:
 
 
 def new_project(root: Path, target: str) -> BuiltProject:
-    """Write the fixture project and its profile (literal path and schema: no env vars)."""
-    write_fixture_project(root)
+    """Write the fixture project for `target` in a schema of its own."""
     schema = "wh_" + uuid.uuid4().hex[:10]
-    (root / "packages.yml").write_text(yaml.safe_dump({"packages": [{"local": str(REPO_ROOT)}]}))
-    (root / "profiles.yml").write_text(
-        yaml.safe_dump(
-            {
-                PROJECT_NAME: {
-                    "target": target,
-                    "outputs": {
-                        "duckdb": {
-                            "type": "duckdb",
-                            "path": str(root / "warehouse.duckdb"),
-                            "schema": schema,
-                            "threads": 2,
-                        },
-                        "postgres": {
-                            "type": "postgres",
-                            "host": "127.0.0.1",
-                            "port": 5432,
-                            "user": "postgres",
-                            "password": "",
-                            "dbname": "test",
-                            "schema": schema,
-                            "threads": 2,
-                        },
-                        # A DuckDB file in a directory that does not exist: the connection fails.
-                        "unreachable": {
-                            "type": "duckdb",
-                            "path": str(root / "missing" / "dir" / "x.duckdb"),
-                            "schema": schema,
-                            "threads": 1,
-                        },
-                    },
-                }
-            },
-            sort_keys=False,
-        )
-    )
+    write_fixture_project(root, target, schema)
     return BuiltProject(root=root, target=target, schema=schema)
 
 

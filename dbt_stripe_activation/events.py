@@ -1,0 +1,244 @@
+"""Execution for append objects (meter events): every event sent exactly once.
+
+Stripe's meter event stream takes no idempotency key; it de-duplicates events by their
+identifier over a rolling 24 hours at least. So the sync state is a ledger with a
+write-ahead mark: a chunk of events is marked in flight (committed) before it is sent, and
+marked sent once Stripe acknowledges it. After a crash or a lost acknowledgement, an event
+still in flight is sent again under its identifier while that is well inside the window
+(Stripe drops the duplicate); past it, the event is reported as `uncertain` and sent again
+only with `--resend-uncertain`. A row already sent whose values changed is reported as
+`already_sent` and never sent again.
+
+Rows stream from the warehouse in chunks; each chunk's requests (100 events each on the
+stream, one each on v1) are in flight together under the rate limiter's separate pool, so
+memory is bounded by the chunk and the send rate by Stripe's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .objects.base import build_params, flatten_object
+from .objects.meter_event import RESEND_WINDOW_SECONDS, STREAM_BATCH, stream_event
+from .plan import desired_values
+from .records import (
+    IN_FLIGHT,
+    Action,
+    DesiredRow,
+    DiffRow,
+    DiffStatus,
+    FieldDiff,
+    ModelResult,
+    Outcome,
+    Rejection,
+    RowOutcome,
+    RowPlan,
+)
+from .spec import SyncSpec
+from .stripe_api import StripeWriteError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass(frozen=True)
+class _Event:
+    row: DiffRow
+    params: dict[str, Any]  # the v1 create params (the key included)
+
+
+class EventSender:
+    """Sends one model's events; called from the engine's thread."""
+
+    def __init__(self, engine: Engine, spec: SyncSpec, run_id: str, result: ModelResult,
+                 allowed: Callable[[DesiredRow], str | None]) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.run_id = run_id
+        self.result = result
+        self.allowed = allowed  # a requirement's rejection reason, or None
+        self.options = engine.options
+        self.done = 0
+
+    def run(self, to_plan: int) -> None:
+        opts = self.options
+        chunk: list[_Event] = []
+        chunk_size = max(opts.event_chunk, STREAM_BATCH)
+        for batch in self.engine.warehouse.stream_diff(self.spec, False, opts.batch_size):
+            outcomes: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
+            for row in batch:
+                event = self._classify(row, outcomes)
+                if event is not None:
+                    chunk.append(event)
+            self._record_all(outcomes)
+            if len(chunk) >= chunk_size:
+                self._send_chunk(chunk)
+                chunk = []
+            self.engine.on_progress(self.spec.model.name, self.done, to_plan)
+        if chunk:
+            self._send_chunk(chunk)
+        self.engine.on_progress(self.spec.model.name, self.done, to_plan)
+
+    # -- one row -------------------------------------------------------------------------
+
+    def _classify(self, row: DiffRow, outcomes: list[Any]) -> _Event | None:
+        """An event to send, or the row's outcome appended to `outcomes`."""
+        previous = row.previous
+        base = RowPlan(key_value=row.key_value, action=Action.SEND, row_hash=row.row_hash,
+                       status=row.status)
+        prior = previous.outcome if previous is not None else None
+        if row.status is DiffStatus.UNSYNCED and previous is not None:
+            if not (prior == Outcome.UNCERTAIN.value and self.options.resend_uncertain):
+                outcomes.append((row, _replan(base, previous.outcome, previous.error),
+                                 Outcome(previous.outcome), previous.error))
+                return None
+        elif prior in (Outcome.SENT.value, Outcome.ALREADY_SENT.value):
+            # Sent before: its values changed since. Never sent again.
+            outcomes.append((row, self._already_sent(base, row), Outcome.ALREADY_SENT, None))
+            return None
+        elif prior == IN_FLIGHT and previous is not None and not self.options.resend_uncertain:
+            sent_at = previous.synced_at
+            age = time.time() - sent_at.timestamp() if sent_at else float("inf")
+            if age > RESEND_WINDOW_SECONDS:
+                reason = (
+                    f"sent {_ago(age)} ago without an acknowledgement: past Stripe's 24-hour "
+                    "de-duplication window, so sending it again could count it twice; "
+                    "check the meter in Stripe, then re-run with --resend-uncertain if it "
+                    "is missing"
+                )
+                outcomes.append((row, _replan(base, Outcome.UNCERTAIN.value, reason),
+                                 Outcome.UNCERTAIN, reason))
+                return None
+        prepared = desired_values(self.spec, row, self.engine.planned_for(self.options))
+        if isinstance(prepared, Rejection):
+            outcome = Outcome.FAILED if prepared.retryable else Outcome.REJECTED
+            outcomes.append((row, _replan(base, outcome.value, prepared.reason), outcome,
+                             prepared.reason))
+            return None
+        refused = self.allowed(prepared)
+        if refused is not None:
+            outcomes.append((row, _replan(base, Outcome.REJECTED.value, refused),
+                             Outcome.REJECTED, refused))
+            return None
+        values = {p: v for p, v in prepared.values.items() if v is not None}
+        return _Event(row, build_params(values, create=True, spec=self.spec.object))
+
+    def _already_sent(self, base: RowPlan, row: DiffRow) -> RowPlan:
+        prepared = desired_values(self.spec, row)
+        sent = dict(row.previous.synced_values) if row.previous else {}
+        diffs: tuple[FieldDiff, ...] = ()
+        if isinstance(prepared, DesiredRow):
+            diffs = tuple(FieldDiff(p, sent.get(p), v) for p, v in sorted(prepared.values.items())
+                          if str(sent.get(p)) != str(v))
+        changed = ", ".join(d.path for d in diffs) or "its values"
+        return RowPlan(key_value=row.key_value, action=Action.UNCHANGED, row_hash=row.row_hash,
+                       status=row.status, diffs=diffs,
+                       reason=f"sent before; {changed} changed since and is not sent again "
+                       "(Stripe keeps the first event of an identifier: send a correction "
+                       "as a new event with its own identifier)")
+
+    # -- a chunk -------------------------------------------------------------------------
+
+    def _send_chunk(self, chunk: list[_Event]) -> None:
+        engine, spec = self.engine, self.spec
+        if self.options.dry_run:
+            self._record_all([(e.row, _sent_plan(spec, e), Outcome.SENT, None) for e in chunk])
+            return
+        # The write-ahead mark: whatever happens next, the next run knows these were sent.
+        engine.warehouse.write_outcomes(self.run_id, spec, [
+            RowOutcome(key_value=e.row.key_value, action=Action.SEND.value, outcome=IN_FLIGHT,
+                       stripe_id=None, row_hash=e.row.row_hash,
+                       synced_values=_sent_values(spec, e), error=None)
+            for e in chunk
+        ], row_results=False)
+        gateway = engine.gateway
+        assert gateway is not None
+        if self.options.event_transport == "stream":
+            requests = [chunk[i : i + STREAM_BATCH] for i in range(0, len(chunk), STREAM_BATCH)]
+
+            def send(events: list[_Event]) -> BaseException | None:
+                try:
+                    gateway.send_event_stream([stream_event(e.params) for e in events])
+                except StripeWriteError as exc:
+                    return exc
+                return None
+        else:
+            requests = [[event] for event in chunk]
+
+            def send(events: list[_Event]) -> BaseException | None:
+                [event] = events
+                try:
+                    gateway.create(spec.object.service, event.params,
+                                   f"dsa-event-{event.row.key_value}")
+                except StripeWriteError as exc:
+                    return exc
+                return None
+
+        workers = min(len(requests), self.options.event_concurrency)
+        with ThreadPoolExecutor(max_workers=max(workers, 1),
+                                thread_name_prefix="stripe-events") as pool:
+            answers = list(pool.map(send, requests))
+        done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
+        for events, error in zip(requests, answers, strict=True):
+            for event in events:
+                if error is None:
+                    done.append((event.row, _sent_plan(spec, event), Outcome.SENT, None))
+                elif isinstance(error, StripeWriteError) and not error.retryable:
+                    done.append((event.row, _sent_plan(spec, event), Outcome.REJECTED,
+                                 f"Stripe: {error}"))
+                else:
+                    # No answer: it may have landed. It stays in flight in the ledger and is
+                    # sent again, under its identifier, by the next run.
+                    done.append((event.row, _sent_plan(spec, event), Outcome.FAILED,
+                                 f"Stripe: {error}; sent again under its identifier by the "
+                                 "next run"))
+        self._record_all(done, keep_in_flight=True)
+
+    def _record_all(self, items: Sequence[tuple[DiffRow, RowPlan, Outcome, str | None]],
+                    keep_in_flight: bool = False) -> None:
+        engine, spec = self.engine, self.spec
+        persist: list[RowOutcome] = []
+        for row, plan, outcome, error in items:
+            self.done += 1
+            engine.tally(spec, self.result, row, plan, outcome, error)
+            if self.options.dry_run:
+                continue
+            if row.status is DiffStatus.UNSYNCED and outcome is not Outcome.SENT:
+                continue  # re-reported from the state, nothing new to store
+            state_outcome = outcome.value
+            if keep_in_flight and outcome is Outcome.FAILED:
+                state_outcome = IN_FLIGHT  # the mark stays, with its time
+            persist.append(RowOutcome(
+                key_value=row.key_value, action=plan.action.value, outcome=state_outcome,
+                stripe_id=None, row_hash=row.row_hash,
+                synced_values=plan.synced_values if outcome is Outcome.SENT else None,
+                error=error,
+            ))
+        if persist:
+            engine.warehouse.write_outcomes(self.run_id, spec, persist)
+
+
+def _sent_values(spec: SyncSpec, event: _Event) -> dict[str, Any]:
+    """What the ledger keeps of a sent event: its mapped values, as sent."""
+    return flatten_object(event.params, [m.path for m in spec.fields])
+
+
+def _sent_plan(spec: SyncSpec, event: _Event) -> RowPlan:
+    return RowPlan(key_value=event.row.key_value, action=Action.SEND,
+                   row_hash=event.row.row_hash, status=event.row.status,
+                   params=event.params, synced_values=_sent_values(spec, event))
+
+
+def _replan(base: RowPlan, outcome: str, reason: str | None) -> RowPlan:
+    action = Action(outcome) if outcome in {a.value for a in Action} else base.action
+    return RowPlan(key_value=base.key_value, action=action, row_hash=base.row_hash,
+                   status=base.status, reason=reason)
+
+
+def _ago(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.0f} hours" if hours < 72 else f"{hours / 24:.0f} days"

@@ -1,0 +1,43 @@
+"""The Stripe subscription item, for seat-based billing: a row holds the quantity of one
+item (`behavior: update_only`; items are created with their subscription, not by a sync).
+
+Fields are read from `stripe.params.SubscriptionItemUpdateParams`: `quantity` and
+`metadata.*`. `proration_behavior` is a block setting sent with every update. Stripe allows
+200 quantity updates per subscription per hour: the engine paces them per subscription.
+"""
+
+from __future__ import annotations
+
+from stripe.params import SubscriptionItemCreateParams, SubscriptionItemUpdateParams
+
+from .base import catalogue_from_sdk
+from .contract import Behavior, CheckRequest, GroupLimit, KeyLookup, KeySpec, ObjectSpec
+
+# Stripe: "You can update a subscription's quantity at most 200 times per hour"
+# (docs.stripe.com/billing/subscriptions/quantities).
+QUANTITY_UPDATES_PER_HOUR = 200
+
+_ALL = catalogue_from_sdk(SubscriptionItemCreateParams, SubscriptionItemUpdateParams,
+                          exclude={}, overrides={"quantity": {"minimum": 0}})
+
+SUBSCRIPTION_ITEM = ObjectSpec(
+    name="subscription_item",
+    service="subscription_items",
+    # Only what seat-based billing owns: the price, discounts and the rest belong to the
+    # subscription's lifecycle, not to a warehouse row.
+    fields={path: f for path, f in _ALL.items() if path == "quantity"},
+    keys={
+        "id": KeySpec(
+            "id", KeyLookup.RETRIEVE, written=False,
+            description="the subscription item id (si_...)",
+        ),
+    },
+    behaviors=(Behavior.UPDATE_ONLY,),
+    check=CheckRequest(permission="rak_subscription_read", params={"limit": 1}),
+    group_limit=GroupLimit(attribute="subscription", fields=("quantity",),
+                           per_hour=QUANTITY_UPDATES_PER_HOUR),
+    request_settings={
+        "proration_behavior": (("create_prorations", "none", "always_invoice"),
+                               "create_prorations"),
+    },
+)
