@@ -96,13 +96,13 @@ CONFIG_CASES = [
         "missing_object",
         {"key": KEY_BY_CRM_ID, "fields": {"email": "email"}},
         "{m}: stripe_activation.object: is required: the Stripe object type to sync (customer, "
-        "product, price).",
+        "product, price, meter_event, subscription_item).",
     ),
     ConfigCase(
         "unknown_object",
         {**GOOD, "object": "invoice"},
         "{m}: stripe_activation.object: 'invoice' is not a supported Stripe object. "
-        "Supported: customer, product, price.",
+        "Supported: customer, product, price, meter_event, subscription_item.",
     ),
     ConfigCase(
         "misspelled_object",

@@ -209,11 +209,16 @@ def test_shipping_group_comes_from_the_sdk_required_keys() -> None:
 
 def test_registry() -> None:
     assert get_object_spec("customer") is CUSTOMER
-    assert list(OBJECT_SPECS) == ["customer", "product", "price"]
+    assert list(OBJECT_SPECS) == [
+        "customer", "product", "price", "meter_event", "subscription_item"
+    ]
     with pytest.raises(UnknownObjectError) as info:
         get_object_spec("invoice")
     assert isinstance(info.value, KeyError)
-    assert str(info.value) == "unknown Stripe object 'invoice'; supported: customer, product, price"
+    assert str(info.value) == (
+        "unknown Stripe object 'invoice'; supported: customer, product, price, meter_event, "
+        "subscription_item"
+    )
 
 
 # --- field lookup ---------------------------------------------------------------------------

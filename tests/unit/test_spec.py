@@ -177,7 +177,7 @@ def test_unknown_settings_suggest_the_closest() -> None:
 def test_object_is_required_and_known() -> None:
     assert errors_of(block(object=None)) == [
         "stripe_activation.object: is required: the Stripe object type to sync (customer, "
-        "product, price)."
+        "product, price, meter_event, subscription_item)."
     ]
     assert errors_of(block(object="customers")) == [
         "stripe_activation.object: 'customers' is not a supported Stripe object; did you "
@@ -185,10 +185,11 @@ def test_object_is_required_and_known() -> None:
     ]
     assert errors_of(block(object="invoice")) == [
         "stripe_activation.object: 'invoice' is not a supported Stripe object. Supported: "
-        "customer, product, price."
+        "customer, product, price, meter_event, subscription_item."
     ]
     assert errors_of(block(object=["customer"])) == [
-        "stripe_activation.object: must be a Stripe object type (customer, product, price), got "
+        "stripe_activation.object: must be a Stripe object type (customer, product, price, "
+        "meter_event, subscription_item), got "
         "a list."
     ]
 
@@ -450,7 +451,7 @@ def test_parse_sync_specs_collects_all_models_problems() -> None:
         parse_sync_specs([good, bad_one, bad_two])
     assert str(info.value).split("\n") == [
         f"{label('bad_one')}: stripe_activation.object: 'invoice' is not a supported Stripe "
-        "object. Supported: customer, product, price.",
+        "object. Supported: customer, product, price, meter_event, subscription_item.",
         f"{label('bad_two')}: stripe_activation must be a mapping (object, key, fields, ...), "
         "got a list. Write it under `config: meta: stripe_activation:` as the README shows.",
     ]
