@@ -68,6 +68,7 @@ def main() -> None:
     )
     server = None if env.get("STRIPE_API_KEY") else start_local_stripe(env)
     try:
+        prepare_billing(env, local=server is not None)
         dbt = str(BIN / "dbt")
         run([dbt, "deps", "--quiet"], env)
         run([dbt, "build", "--quiet"], env)
@@ -76,20 +77,64 @@ def main() -> None:
         run([sync, "plan"], env)
         run([sync, "sync"], env)
         run([sync, "sync"], env)  # the re-run: nothing changed, nothing sent
-        show_landed(env)
+        show_landed(env, local=server is not None)
     finally:
         if server is not None:
             server.terminate()
 
 
-def show_landed(env: dict[str, str]) -> None:
+def prepare_billing(env: dict[str, str], *, local: bool) -> None:
+    """What the usage and seats models bill against: the api_calls meter (created through
+    the API when the account has none) and, on the local emulator only, a subscription whose
+    items the seats model names (a real account reports them as not found)."""
+    import json
+    import urllib.request
+
+    client = _client(env)
+    meters = [m.to_dict() for m in client.v1.billing.meters.list({"limit": 100})]
+    if not any(m["event_name"] == "api_calls" and m["status"] == "active" for m in meters):
+        client.v1.billing.meters.create({
+            "display_name": "API calls", "event_name": "api_calls",
+            "default_aggregation": {"formula": "sum"},
+        })
+        print("==> created the api_calls meter")
+    if local:
+        product = client.v1.products.create({"name": "Team seats"})
+        price = client.v1.prices.create({"product": product.id, "currency": "usd",
+                                         "unit_amount": 1500,
+                                         "recurring": {"interval": "month"}})
+        customer = client.v1.customers.create({"email": "teams@example.com"})
+        seed = {"subscriptions": [{"customer": customer.id, "items": [
+            {"id": "si_demo_team_a", "price": price.id, "quantity": 1},
+            {"id": "si_demo_team_b", "price": price.id, "quantity": 1},
+        ]}]}
+        request = urllib.request.Request(
+            env["STRIPE_API_BASE"] + "/_emulator/seed", data=json.dumps(seed).encode(),
+            method="POST", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).close()
+
+
+def _emulator(env: dict[str, str], path: str) -> Any:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(env["STRIPE_API_BASE"] + path, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _client(env: dict[str, str]) -> Any:
     import stripe
-    from rich.console import Console
 
     stripe.enable_telemetry = False
     base = env.get("STRIPE_API_BASE")
-    client = stripe.StripeClient(env["STRIPE_API_KEY"],
-                                 base_addresses={"api": base} if base else {})
+    return stripe.StripeClient(env["STRIPE_API_KEY"],
+                               base_addresses={"api": base} if base else {})
+
+
+def show_landed(env: dict[str, str], *, local: bool) -> None:
+    from rich.console import Console
+
+    client = _client(env)
     console = Console()
     console.print(_table("Customers in Stripe", ("id", "email", "name", "city", "metadata"), [
         (c["id"], c.get("email") or "", c.get("name") or "",
@@ -99,6 +144,14 @@ def show_landed(env: dict[str, str]) -> None:
         (p["id"], p.get("name") or "", p.get("unit_label") or "", str(p.get("active")),
          _metadata(p))
         for p in _all(client.v1.products)]))
+    if local:  # what the emulator received (a real account shows it in its meter's summary)
+        events = _emulator(env, "/_emulator/meter_events")["data"]
+        console.print(_table("Meter events received", ("identifier", "customer", "value"), [
+            (e["identifier"], e["payload"].get("stripe_customer_id", ""),
+             e["payload"].get("value", "")) for e in events]))
+        items = _emulator(env, "/_emulator/subscription_items")["data"]
+        console.print(_table("Subscription items", ("id", "quantity"), [
+            (i["id"], str(i["quantity"])) for i in items]))
     console.print(_table("Prices in Stripe",
                          ("id", "lookup key", "product", "amount", "interval", "active"), [
         (p["id"], p.get("lookup_key") or "", p.get("product") or "",

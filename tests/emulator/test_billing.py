@@ -662,3 +662,31 @@ def test_seeded_meters_and_dumps(emulator: EmulatorHandle, client: stripe.Stripe
         )
     assert emulator.stats()["requests_total"] == 0
     assert client.v1.billing.meters.retrieve("mtr_chosen").status == "inactive"
+
+
+def test_the_stream_ignores_idempotency_keys_as_stripe_does(emulator: Any) -> None:
+    """The SDK puts an Idempotency-Key on every v2 POST; the stream de-duplicates by event
+    identifier instead, so a retried request is processed again (and its events dropped as
+    duplicates), never replayed from a saved answer."""
+    import json
+    import urllib.request
+
+    meter_event_url = emulator.url
+    session = urllib.request.Request(
+        meter_event_url + "/v2/billing/meter_event_session", data=b"{}", method="POST",
+        headers={"Authorization": "Bearer sk_test_idem", "Content-Type": "application/json"})
+    token = json.loads(urllib.request.urlopen(session).read())["authentication_token"]
+    emulator.seed_meters([{"display_name": "Calls", "event_name": "calls_idem"}])
+    [customer] = emulator.seed([{"email": "idem@example.com"}])
+    body = json.dumps({"events": [{"event_name": "calls_idem", "identifier": "idem-1",
+                                   "payload": {"stripe_customer_id": customer, "value": "1"}}]})
+    for _ in range(2):
+        request = urllib.request.Request(
+            meter_event_url + "/v2/billing/meter_event_stream", data=body.encode(),
+            method="POST", headers={"Authorization": f"Bearer {token}",
+                                    "Content-Type": "application/json",
+                                    "Idempotency-Key": "same-key"})
+        response = urllib.request.urlopen(request)
+        assert response.headers.get("Idempotent-Replayed") is None
+    stats = emulator.stats()["meter_events"]
+    assert (stats["received"], stats["accepted"], stats["duplicates"]) >= (2, 1, 1)

@@ -128,6 +128,16 @@ def test_integration_tests_project_builds_and_syncs(tmp_path: Path) -> None:
                     ignore=shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb"))
     (project_dir / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
     with start_emulator(seed=3) as emulator:
+        emulator.seed_meters([{"display_name": "API calls", "event_name": "api_calls"}])
+        [customer] = emulator.seed([{"email": "teams@example.com"}])
+        [product] = emulator.seed_products([{"name": "Team seats"}])
+        [price] = emulator.seed_prices([{"product": product, "currency": "usd",
+                                         "unit_amount": 1500,
+                                         "recurring": {"interval": "month"}}])
+        emulator.seed_subscriptions([{"customer": customer, "items": [
+            {"id": "si_demo_team_a", "price": price, "quantity": 1},
+            {"id": "si_demo_team_b", "price": price, "quantity": 1},
+        ]}])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "STRIPE_"))}
         env.update(DBT_PROFILES_DIR=str(project_dir),
                    DBT_DUCKDB_PATH=str(tmp_path / "it.duckdb"),
@@ -147,8 +157,10 @@ def test_integration_tests_project_builds_and_syncs(tmp_path: Path) -> None:
         planned = {m["model"]: m["counts"] for m in outputs["plan"]["models"]}
         synced = {m["model"]: m["counts"] for m in outputs["sync"]["models"]}
         assert planned == synced
-        assert list(synced) == ["stripe_customers", "stripe_products", "stripe_prices"]
-        assert [synced[m]["created"] for m in synced] == [5, 3, 4]
+        assert list(synced) == ["stripe_customers", "stripe_products", "stripe_prices",
+                                "stripe_seats", "stripe_usage"]
+        assert [synced[m]["created"] for m in synced][:3] == [5, 3, 4]
+        assert synced["stripe_seats"]["updated"] == 2 and synced["stripe_usage"]["sent"] == 6
         assert all(m["counts"]["unchanged"] == m["diff"]["total"]
                    for m in outputs["again"]["models"])
         amy = next(c for c in emulator.customers() if c["metadata"].get("crm_id") == "c001")
