@@ -17,8 +17,9 @@ memory is bounded by the chunk and the send rate by Stripe's limit.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,23 @@ class _Event:
     params: dict[str, Any]  # the v1 create params (the key included)
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """Events marked in flight together, as requests, and their answers to come."""
+
+    requests: list[list[_Event]]
+    futures: list[Future[StripeWriteError | None]]
+
+    @property
+    def finished(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+
+# Chunks whose requests may be in flight while the next one is read and marked: enough to
+# keep the pool busy across a ledger write, few enough to bound memory.
+_CHUNKS_IN_FLIGHT = 2
+
+
 class EventSender:
     """Sends one model's events; called from the engine's thread."""
 
@@ -65,22 +83,37 @@ class EventSender:
         self.done = 0
 
     def run(self, to_plan: int) -> None:
+        """Stream, classify, and send chunk by chunk. The ledger (the warehouse, one thread)
+        is written here while a pool sends: chunk N's requests are in flight while chunk
+        N+1 is read and marked, and N's outcomes are recorded once its requests answer."""
         opts = self.options
         chunk: list[_Event] = []
         chunk_size = max(opts.event_chunk, STREAM_BATCH)
-        for batch in self.engine.warehouse.stream_diff(self.spec, False, opts.batch_size):
-            outcomes: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
-            for row in batch:
-                event = self._classify(row, outcomes)
-                if event is not None:
-                    chunk.append(event)
-            self._record_all(outcomes)
-            if len(chunk) >= chunk_size:
-                self._send_chunk(chunk)
-                chunk = []
-            self.engine.on_progress(self.spec.model.name, self.done, to_plan)
-        if chunk:
-            self._send_chunk(chunk)
+        in_flight: deque[_Chunk] = deque()
+        with ThreadPoolExecutor(max_workers=max(opts.event_concurrency, 1),
+                                thread_name_prefix="stripe-events") as pool:
+            try:
+                for batch in self.engine.warehouse.stream_diff(self.spec, False,
+                                                               opts.batch_size):
+                    outcomes: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
+                    for row in batch:
+                        event = self._classify(row, outcomes)
+                        if event is not None:
+                            chunk.append(event)
+                    self._record_all(outcomes)
+                    if len(chunk) >= chunk_size:
+                        in_flight.append(self._start_chunk(chunk, pool))
+                        chunk = []
+                    while in_flight and (len(in_flight) > _CHUNKS_IN_FLIGHT
+                                         or in_flight[0].finished):
+                        self._finish_chunk(in_flight.popleft())
+                    self.engine.on_progress(self.spec.model.name, self.done, to_plan)
+                if chunk:
+                    in_flight.append(self._start_chunk(chunk, pool))
+            finally:
+                # Every answer that came is recorded, even when the run is failing.
+                while in_flight:
+                    self._finish_chunk(in_flight.popleft())
         self.engine.on_progress(self.spec.model.name, self.done, to_plan)
 
     # -- one row -------------------------------------------------------------------------
@@ -143,11 +176,15 @@ class EventSender:
 
     # -- a chunk -------------------------------------------------------------------------
 
-    def _send_chunk(self, chunk: list[_Event]) -> None:
+    def _start_chunk(self, chunk: list[_Event], pool: ThreadPoolExecutor) -> _Chunk:
+        """Mark the chunk in flight (committed), then put its requests on the pool."""
         engine, spec = self.engine, self.spec
+        if self.options.event_transport == "stream":
+            requests = [chunk[i : i + STREAM_BATCH] for i in range(0, len(chunk), STREAM_BATCH)]
+        else:
+            requests = [[event] for event in chunk]
         if self.options.dry_run:
-            self._record_all([(e.row, _sent_plan(spec, e), Outcome.SENT, None) for e in chunk])
-            return
+            return _Chunk(requests, [])
         # The write-ahead mark: whatever happens next, the next run knows these were sent.
         engine.warehouse.write_outcomes(self.run_id, spec, [
             RowOutcome(key_value=e.row.key_value, action=Action.SEND.value, outcome=IN_FLIGHT,
@@ -155,39 +192,34 @@ class EventSender:
                        synced_values=_sent_values(spec, e), error=None)
             for e in chunk
         ], row_results=False)
-        gateway = engine.gateway
+        return _Chunk(requests, [pool.submit(self._send, events) for events in requests])
+
+    def _send(self, events: list[_Event]) -> StripeWriteError | None:
+        """One request; runs on the pool. The error, or None once Stripe acknowledged."""
+        gateway = self.engine.gateway
         assert gateway is not None
-        if self.options.event_transport == "stream":
-            requests = [chunk[i : i + STREAM_BATCH] for i in range(0, len(chunk), STREAM_BATCH)]
-
-            def send(events: list[_Event]) -> BaseException | None:
-                try:
-                    gateway.send_event_stream([stream_event(e.params) for e in events])
-                except StripeWriteError as exc:
-                    return exc
-                return None
-        else:
-            requests = [[event] for event in chunk]
-
-            def send(events: list[_Event]) -> BaseException | None:
+        try:
+            if self.options.event_transport == "stream":
+                gateway.send_event_stream([stream_event(e.params) for e in events])
+            else:
                 [event] = events
-                try:
-                    gateway.create(spec.object.service, event.params,
-                                   f"dsa-event-{event.row.key_value}")
-                except StripeWriteError as exc:
-                    return exc
-                return None
+                gateway.create(self.spec.object.service, event.params,
+                               f"dsa-event-{event.row.key_value}")
+        except StripeWriteError as exc:
+            return exc
+        return None
 
-        workers = min(len(requests), self.options.event_concurrency)
-        with ThreadPoolExecutor(max_workers=max(workers, 1),
-                                thread_name_prefix="stripe-events") as pool:
-            answers = list(pool.map(send, requests))
+    def _finish_chunk(self, chunk: _Chunk) -> None:
+        spec = self.spec
+        answers: list[StripeWriteError | None] = (
+            [f.result() for f in chunk.futures] if chunk.futures else [None] * len(chunk.requests)
+        )
         done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
-        for events, error in zip(requests, answers, strict=True):
+        for events, error in zip(chunk.requests, answers, strict=True):
             for event in events:
                 if error is None:
                     done.append((event.row, _sent_plan(spec, event), Outcome.SENT, None))
-                elif isinstance(error, StripeWriteError) and not error.retryable:
+                elif not error.retryable:
                     done.append((event.row, _sent_plan(spec, event), Outcome.REJECTED,
                                  f"Stripe: {error}"))
                 else:
