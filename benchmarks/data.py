@@ -11,6 +11,7 @@ as many customers as the model has rows: the matched half plus unrelated custome
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,9 @@ def expected(n: int) -> Expected:
 
 
 def account(n: int) -> list[dict[str, Any]]:
-    """Create params for the n customers the account holds before the first sync."""
+    """Create params for the n customers the account holds before the first sync, created
+    over the last two years, oldest first, as an account accrues them (a sync's listing
+    splits the account by `created`)."""
     held: list[dict[str, Any]] = []
     for i in range(n):
         kind = row_class(i)
@@ -93,7 +96,10 @@ def account(n: int) -> list[dict[str, Any]]:
             }
         )
         j += 1
-    return held
+    now = int(time.time())
+    two_years = 2 * 365 * 86400
+    return [{**params, "created": now - ((n - i) * two_years) // n}
+            for i, params in enumerate(held)]
 
 
 def big_model_sql() -> str:

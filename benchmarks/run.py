@@ -38,9 +38,10 @@ from .scenarios import (
     scenario_b,
     scenario_c,
 )
+from .usage import scenario_d
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-SCENARIOS = ("naive", "a", "b", "c")
+SCENARIOS = ("naive", "a", "b", "c", "d")
 
 # name -> (comparison, bound, description); checked against the JSON's headline numbers.
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -51,6 +52,10 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "requests_unchanged_resync": ("<=", 0, "(b) 0 requests for unchanged rows"),
     "plan_seconds_1m": ("<=", 20.0, "(c) plan <= 20 s"),
     "peak_rss_mb_1m": ("<=", 500.0, "(c) peak RSS <= 500 MB"),
+    "usage_fraction_of_limit": (">=", 0.9, "(d) events/s >= 0.9 of the stream's limit"),
+    "usage_fraction_of_raw_client": (">=", 0.7, "(d) events/s >= 0.7 of a raw client's"),
+    "usage_peak_rss_mb": ("<=", 500.0, "(d) peak RSS <= 500 MB"),
+    "usage_rerun_events_sent": ("<=", 0, "(d) a re-run sends 0 events"),
 }
 
 
@@ -103,6 +108,10 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "requests_unchanged_resync",
         "plan_seconds_1m",
         "peak_rss_mb_1m",
+        "usage_fraction_of_limit",
+        "usage_fraction_of_raw_client",
+        "usage_peak_rss_mb",
+        "usage_rerun_events_sent",
     ):
         out[name] = metrics.get(name)
     for name in (
@@ -126,6 +135,12 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "write_phase_seconds",
         "tool_cpu_seconds_first_sync",
         "plan_cpu_seconds_1m",
+        "usage_events",
+        "usage_limited_events_per_second",
+        "usage_unlimited_events_per_second",
+        "usage_raw_client_events_per_second",
+        "usage_naive_events_per_second",
+        "usage_speedup_vs_naive",
     ):
         if name in metrics:
             out[name] = metrics[name]
@@ -278,6 +293,27 @@ def table_rows(m: dict[str, Any], cfg: BenchConfig) -> list[tuple[str, str, str,
         ("", "CPU time of the CLI", _fmt(m.get("plan_cpu_seconds_1m"), " s"), "-", "-", ""),
         ("", "peak RSS", _fmt(m.get("peak_rss_mb_1m"), " MB"), "-", "-", "<= 500 MB"),
         ("", "Stripe requests", _fmt(m.get("stripe_requests_plan_1m")), "-", "0", "0"),
+        (
+            f"(d) usage, {_fmt(m.get('usage_events'))} new meter events",
+            "events/s, stream limited to 100 req/s",
+            _fmt(m.get("usage_limited_events_per_second")),
+            _fmt(m.get("usage_naive_events_per_second")),
+            _fmt(m.get("usage_limit_events_per_second")),
+            ">= 0.9 of the limit",
+        ),
+        (
+            "",
+            "events/s, unlimited (floor: raw client)",
+            _fmt(m.get("usage_unlimited_events_per_second")),
+            "-",
+            _fmt(m.get("usage_raw_client_events_per_second")),
+            ">= 0.7 of the raw client",
+        ),
+        ("", "peak RSS", _fmt(m.get("usage_peak_rss_mb"), " MB"), "-", "-", "<= 500 MB"),
+        ("", "events sent by a re-run", _fmt(m.get("usage_rerun_events_sent")), "-", "0",
+         "0"),
+        ("", "speedup vs naive (v1, one at a time)", _fmt(m.get("usage_speedup_vs_naive"), "x"),
+         "1x", "-", ""),
     ]
 
 
@@ -426,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 errors["b"] = "skipped: (b) re-syncs the state (a) leaves"
         run("c", lambda: scenario_c(cfg, emulator))
+    run("d", lambda: scenario_d(cfg))  # its own emulators: limited, unlimited
 
     seconds = time.perf_counter() - started
     summary = headline(metrics, cfg.quick)

@@ -175,32 +175,14 @@ class Engine:
         names none is a ConfigError (exit 2); column values are checked per row. A model
         with no new or retried row is not checked: a re-run with nothing new reads nothing."""
         assert self.gateway is not None
-        listed: dict[tuple[str, str], set[str]] = {}
-        problems: list[str] = []
+        due = []
         for spec in specs:
-            if not spec.object.requires:
-                continue
-            counts = self.warehouse.diff_counts(spec)
-            if counts.new + counts.retry == 0:
-                continue
-            for path, need in spec.object.requires.items():
-                mapping = next((m for m in spec.fields if m.path == path), None)
-                if mapping is None:
-                    continue
-                key = (need.service, json.dumps(dict(need.params), sort_keys=True))
-                if key not in listed:
-                    objects = self.gateway.list(need.service, dict(need.params))
-                    listed[key] = {str(o.get(need.attribute)) for o in objects}
-                allowed = listed[key]
-                self.allowed_values[(spec.model.unique_id, path)] = (allowed, need.what)
-                if mapping.is_constant and str(mapping.constant) not in allowed:
-                    known = ", ".join(sorted(allowed)[:10]) or "none"
-                    problems.append(
-                        f"{spec.model.label}: stripe_activation.fields.{path}: "
-                        f"{mapping.constant!r} is not the {path} of {need.what} in this "
-                        f"Stripe account (found: {known}). Create it in Stripe, or fix the "
-                        "value."
-                    )
+            if spec.object.requires:
+                counts = self.warehouse.diff_counts(spec)
+                if counts.new + counts.retry:
+                    due.append(spec)
+        found, problems = required_values(self.gateway, due)
+        self.allowed_values.update(found)
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -510,6 +492,35 @@ class _OutcomeWriter:
             self.warehouse.write_outcomes(self.run_id, self.spec, self.buffer)
             self.buffer = []
         self.last_flush = time.monotonic()
+
+
+def required_values(
+    gateway: StripeGateway, specs: list[SyncSpec]
+) -> tuple[dict[tuple[str, str], tuple[set[str], str]], list[str]]:
+    """For each spec's required fields: the values Stripe has (one list per requirement),
+    by (model, field), and the problems of constants that name none."""
+    listed: dict[tuple[str, str], set[str]] = {}
+    found: dict[tuple[str, str], tuple[set[str], str]] = {}
+    problems: list[str] = []
+    for spec in specs:
+        for path, need in spec.object.requires.items():
+            mapping = next((m for m in spec.fields if m.path == path), None)
+            if mapping is None:
+                continue
+            key = (need.service, json.dumps(dict(need.params), sort_keys=True))
+            if key not in listed:
+                listed[key] = {str(o.get(need.attribute))
+                               for o in gateway.list_where(need.service, dict(need.params))}
+            allowed = listed[key]
+            found[(spec.model.unique_id, path)] = (allowed, need.what)
+            if mapping.is_constant and str(mapping.constant) not in allowed:
+                known = ", ".join(sorted(allowed)[:10]) or "none"
+                problems.append(
+                    f"{spec.model.label}: stripe_activation.fields.{path}: "
+                    f"{mapping.constant!r} is not the {path} of {need.what} in this Stripe "
+                    f"account (found: {known}). Create it in Stripe, or fix the value."
+                )
+    return found, problems
 
 
 def _is_dead_local_owner(owner: str | None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any
 
@@ -25,6 +25,8 @@ from .stripe_api import StripeGateway
 # Below this many unknown keys, per-key lookups cost fewer reads than listing an account
 # of more than this many hundred objects; above it, one listing serves every key.
 PER_ROW_LOOKUP_MAX = 50
+# List requests in flight while an index is built (parallel by `created` ranges).
+INDEX_WORKERS = 8
 
 
 class LookupStrategy(str, Enum):
@@ -75,11 +77,22 @@ class Matcher:
 
     def _build_index(self) -> None:
         index: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for obj in self.gateway.iter_all(self.spec.object.service):
+        for obj in self._every_object():
             key = self._key_of(obj)
             if key is not None:
                 index[key].append((obj["id"], self._flat(obj)))
         self._index = dict(index)
+
+    def _every_object(self) -> Iterator[dict[str, Any]]:
+        """Every object of the account, listed in parallel (through the parents for objects
+        Stripe lists only under one)."""
+        obj = self.spec.object
+        through = obj.listed_through
+        if through is None:
+            return self.gateway.iter_all(obj.service, workers=INDEX_WORKERS)
+        return self.gateway.iter_children(through.parent_service, through.children,
+                                          obj.service, through.parent_filter,
+                                          workers=INDEX_WORKERS)
 
     def _key_of(self, obj: Mapping[str, Any]) -> str | None:
         raw = flatten_object(obj, [self.spec.key.field])[self.spec.key.field]
@@ -106,7 +119,7 @@ class Matcher:
             obj = self.gateway.retrieve(service, key)
             return NO_MATCH if obj is None else _to_match([(obj["id"], self._flat(obj))])
         if key_spec.lookup is KeyLookup.INDEX:
-            found = [(obj["id"], self._flat(obj)) for obj in self.gateway.iter_all(service)
+            found = [(obj["id"], self._flat(obj)) for obj in self._every_object()
                      if self._key_of(obj) == key]
             return _to_match(found)
         # An exact, case-sensitive list filter. For a case-folded key (email) ask for the
@@ -119,7 +132,7 @@ class Matcher:
             if not candidate:
                 continue
             value: Any = [candidate] if key_spec.filter_takes_list else candidate
-            for obj in self.gateway.list(service, {key_spec.list_filter: value}):
+            for obj in self.gateway.list_where(service, {key_spec.list_filter: value}):
                 if self._key_of(obj) == key:
                     found_by_id[obj["id"]] = self._flat(obj)
         return _to_match(list(found_by_id.items()))

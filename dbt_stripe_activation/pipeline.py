@@ -142,26 +142,29 @@ def _rate_pools(specs: list[SyncSpec], mode: str, request: RunRequest) -> dict[s
     return pools
 
 
-def _check_probes(settings: ProjectSettings) -> list[tuple[str, str, dict[str, Any]]]:
-    """Each synced object's permission probe (a restricted key must read every object the
-    project syncs); the customers probe when the project cannot be read yet."""
+def _project_specs(settings: ProjectSettings) -> list[SyncSpec]:
+    """Every synced model's spec, or none while the project cannot be read (check still
+    tests the key)."""
     try:
         manifest = load_manifest(settings)
-        specs = parse_sync_specs(manifest.synced_models(), manifest.models)
+        return parse_sync_specs(manifest.synced_models(), manifest.models)
     except (ConfigError, ProjectError):
-        specs = []
+        return []
+
+
+def _check_probes(specs: list[SyncSpec]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each synced object's permission probe (a restricted key must read every object the
+    project syncs); the default object's when no model says which."""
     probes: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for spec in specs:
-        obj = spec.object
-        probes.setdefault(obj.service, (obj.service, obj.check.method, dict(obj.check.params)))
-    if not probes:
-        obj = DEFAULT_OBJECT
-        probes[obj.service] = (obj.service, obj.check.method, dict(obj.check.params))
+    for obj in [spec.object for spec in specs] or [DEFAULT_OBJECT]:
+        service = obj.check.service or obj.service
+        probes.setdefault(service, (service, obj.check.method, dict(obj.check.params)))
     return list(probes.values())
 
 
 def run_check(common: CommonOptions) -> int:
-    from .stripe_api import StripeGateway
+    from .engine import required_values
+    from .stripe_api import StripeGateway, StripeWriteError
     from .warehouse import Warehouse
 
     settings = project_settings(common)
@@ -170,11 +173,16 @@ def run_check(common: CommonOptions) -> int:
     try:
         stripe = stripe_settings(common)
         report.warn_api_base(stripe.api_base)
-        result = StripeGateway(stripe).check(_check_probes(settings))
+        specs = _project_specs(settings)
+        gateway = StripeGateway(stripe)
+        result = gateway.check(_check_probes(specs))
+        _, unmet = required_values(gateway, specs)
+        if unmet:
+            raise StripeConnectionError("\n".join(unmet))
         checked["stripe"] = {"ok": True, "mode": result.mode, "key_kind": result.key_kind,
                             "method": result.method, "api_base": result.api_base,
                             "detail": result.detail}
-    except StripeConnectionError as exc:
+    except (StripeConnectionError, StripeWriteError) as exc:
         checked["stripe"] = {"ok": False, "error": str(exc)}
         code = 2
     try:

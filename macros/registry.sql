@@ -81,6 +81,10 @@
       "id": {
         "can_create": false,
         "casefold": false
+      },
+      "metadata": {
+        "can_create": true,
+        "casefold": false
       }
     }
   }

@@ -177,6 +177,17 @@ class RatePool:
 
 
 @dataclass(frozen=True)
+class ListedThrough:
+    """Objects Stripe lists only under a parent (subscription items): the parent service is
+    listed, each parent carries its children's first page in `children`, and the rest are
+    listed with the child service filtered by `parent_filter`."""
+
+    parent_service: str  # "subscriptions"
+    children: str  # "items"
+    parent_filter: str  # "subscription"
+
+
+@dataclass(frozen=True)
 class GroupLimit:
     """At most `per_hour` updates of `fields` per parent object (a subscription's items:
     200 quantity changes an hour). The parent is the objects' `attribute`."""
@@ -228,6 +239,7 @@ class ObjectSpec:
     # Its own rate-limit pool, apart from the account's global limit (meter events).
     rate_pool: RatePool | None = None
     group_limit: GroupLimit | None = None
+    listed_through: ListedThrough | None = None
 
     @property
     def open_prefix(self) -> str:

@@ -2,8 +2,10 @@
 item (`behavior: update_only`; items are created with their subscription, not by a sync).
 
 Fields are read from `stripe.params.SubscriptionItemUpdateParams`: `quantity` and
-`metadata.*`. `proration_behavior` is a block setting sent with every update. Stripe allows
-200 quantity updates per subscription per hour: the engine paces them per subscription.
+`metadata.*`. Keys: the item id, or a metadata key (matched by listing the subscriptions,
+which carry their items). `proration_behavior` is a block setting sent with every update.
+Stripe allows 200 quantity updates per subscription per hour: the engine paces them per
+subscription.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from __future__ import annotations
 from stripe.params import SubscriptionItemCreateParams, SubscriptionItemUpdateParams
 
 from .base import catalogue_from_sdk
-from .contract import Behavior, CheckRequest, GroupLimit, KeyLookup, KeySpec, ObjectSpec
+from .contract import (
+    METADATA_KEY,
+    Behavior,
+    CheckRequest,
+    GroupLimit,
+    KeyLookup,
+    KeySpec,
+    ListedThrough,
+    ObjectSpec,
+)
 
 # Stripe: "You can update a subscription's quantity at most 200 times per hour"
 # (docs.stripe.com/billing/subscriptions/quantities).
@@ -31,9 +42,14 @@ SUBSCRIPTION_ITEM = ObjectSpec(
             "id", KeyLookup.RETRIEVE, written=False,
             description="the subscription item id (si_...)",
         ),
+        # Listed through the subscriptions (an item list needs its subscription).
+        "metadata": METADATA_KEY,
     },
+    listed_through=ListedThrough(parent_service="subscriptions", children="items",
+                                 parent_filter="subscription"),
     behaviors=(Behavior.UPDATE_ONLY,),
-    check=CheckRequest(permission="rak_subscription_read", params={"limit": 1}),
+    # Items are listed only per subscription: the probe lists subscriptions.
+    check=CheckRequest(service="subscriptions", permission="rak_subscription_read"),
     group_limit=GroupLimit(attribute="subscription", fields=("quantity",),
                            per_hour=QUANTITY_UPDATES_PER_HOUR),
     request_settings={

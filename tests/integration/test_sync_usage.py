@@ -205,6 +205,9 @@ def test_an_event_name_without_an_active_meter_stops_before_any_write(
             "event_name: 'gb' is not the event_name of an active meter in this Stripe account "
             "(found: api_calls). Create it in Stripe, or fix the value."
         )
+    checked = project.sync("check", "--output", "json", stripe_url=emulator.url)
+    assert checked.code == 2
+    assert "'gb' is not the event_name of an active meter" in checked.json["stripe"]["error"]
     assert emulator.stats()["writes_committed"] == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 import stripe
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
+from dbt_stripe_activation.match import LookupStrategy, Matcher
 from dbt_stripe_activation.objects import (
     OBJECT_SPECS,
     UnknownObjectError,
@@ -33,10 +34,17 @@ from dbt_stripe_activation.objects.base import (
     sdk_required,
     validate_values,
 )
+from dbt_stripe_activation.objects.contract import Behavior, KeyLookup
 from dbt_stripe_activation.objects.customer import CUSTOMER, EXCLUDED
 from dbt_stripe_activation.objects.macro_registry import REGISTRY_PATH, render_registry_macro
+from dbt_stripe_activation.objects.meter_event import METER_EVENT
 from dbt_stripe_activation.objects.price import PRICE
 from dbt_stripe_activation.objects.product import PRODUCT
+from dbt_stripe_activation.objects.subscription_item import SUBSCRIPTION_ITEM
+from dbt_stripe_activation.plan import plan_row
+from dbt_stripe_activation.records import Action
+from dbt_stripe_activation.stripe_api import StripeGateway, StripeSettings
+from stripe_emulator import EmulatorHandle
 from tests.unit.object_conformance import ObjectConformance
 
 
@@ -79,6 +87,88 @@ class TestPrice(ObjectConformance):
         product = client.v1.products.create(params={"name": "Conformance"})
         return {"currency": "usd", "unit_amount": 700, "recurring.interval": "month",
                 "nickname": "Monthly", "product": product.id}
+
+
+class TestMeterEvent(ObjectConformance):
+    """An event is sent, never matched or updated: the round trips are the send itself."""
+
+    spec = METER_EVENT
+    resource = "billing.meter_events"
+    samples = {"event_name": "api_calls", "identifier": "evt-1"}
+
+    def test_server_round_trip(self, emulator: EmulatorHandle) -> None:
+        emulator.seed_meters([{"display_name": "Calls", "event_name": "conf_calls"}])
+        [customer] = emulator.seed([{"email": "events@example.com"}])
+        flat = {"event_name": "conf_calls", "identifier": "conf-1", "timestamp": 1_900_000_000,
+                "payload.stripe_customer_id": customer, "payload.value": "3"}
+        now = {**flat, "timestamp": int(dt.datetime.now(dt.timezone.utc).timestamp()) - 60}
+        client = stripe.StripeClient("sk_test_conformance",
+                                     base_addresses={"api": emulator.url})
+        client.v1.billing.meter_events.create(params=build_params(now, create=True,
+                                                                  spec=METER_EVENT))
+        [event] = [e for e in emulator.meter_events() if e["identifier"] == "conf-1"]
+        assert flatten_object(event, now) == now
+
+    @pytest.mark.parametrize("strategy", [LookupStrategy.PER_ROW])
+    def test_each_key_kind_matches_and_round_trips_to_unchanged(
+        self, emulator: EmulatorHandle, strategy: LookupStrategy
+    ) -> None:
+        """The identifier is the only key; it is kept in the ledger, never looked up."""
+        assert [k.lookup for k in METER_EVENT.keys.values()] == [KeyLookup.LEDGER]
+        assert METER_EVENT.behaviors == (Behavior.APPEND,)
+        assert METER_EVENT.rate_pool is not None
+
+
+class TestSubscriptionItem(ObjectConformance):
+    spec = SUBSCRIPTION_ITEM
+    resource = "subscription_items"
+    key_values = {"metadata": "seat-{n}"}
+
+    def _items(self, emulator: EmulatorHandle, metadata: dict[str, str]) -> list[str]:
+        [customer] = emulator.seed([{"email": "seats@example.com"}])
+        [product] = emulator.seed_products([{"name": "Seats"}])
+        [price] = emulator.seed_prices([{"product": product, "currency": "usd",
+                                         "unit_amount": 100,
+                                         "recurring": {"interval": "month"}}])
+        [subscription] = emulator.seed_subscriptions([{"customer": customer, "items": [
+            {"price": price, "quantity": 1, "metadata": metadata}]}])
+        return [i["id"] for i in emulator.subscription_items()
+                if i["subscription"] == subscription]
+
+    def test_server_round_trip(self, emulator: EmulatorHandle) -> None:
+        [item] = self._items(emulator, {})
+        client = stripe.StripeClient("sk_test_conformance",
+                                     base_addresses={"api": emulator.url})
+        flat = {"quantity": 9, "metadata.team": "core"}
+        client.v1.subscription_items.update(
+            item, params=build_params(flat, create=False, spec=SUBSCRIPTION_ITEM))
+        stored = client.v1.subscription_items.retrieve(item).to_dict()
+        assert flatten_object(stored, flat) == flat
+
+    @pytest.mark.parametrize("strategy", [LookupStrategy.PER_ROW, LookupStrategy.INDEX])
+    def test_each_key_kind_matches_and_round_trips_to_unchanged(
+        self, emulator: EmulatorHandle, strategy: LookupStrategy
+    ) -> None:
+        """Items are made with their subscription; each key kind finds its item (metadata
+        through the subscriptions), a changed quantity plans one update, then nothing."""
+        gateway = StripeGateway(StripeSettings(api_key="sk_test_conformance",
+                                               api_base=emulator.url, max_rps=1000,
+                                               per_endpoint_rps=1000))
+        tag = f"seat-{strategy.value}"
+        [item] = self._items(emulator, {"seat": tag})
+        for field, raw in (("id", item), ("metadata.seat", tag)):
+            spec = self._spec_for(field, {field: raw, "quantity": 4}
+                                  if field != "id" else {"quantity": 4})
+            desired = self._desired(spec, raw, {field: raw, "quantity": 4})
+            matcher = Matcher(spec, gateway, strategy)
+            matcher.prepare(unknown_keys=1)
+            plan = plan_row(spec, desired, matcher.match(desired))
+            if plan.action is Action.UPDATE:
+                assert plan.stripe_id == item and plan.idempotency_key is not None
+                gateway.update(spec.object.service, item, plan.params, plan.idempotency_key)
+            again = Matcher(spec, gateway, strategy)
+            again.prepare(unknown_keys=1)
+            assert plan_row(spec, desired, again.match(desired)).action is Action.UNCHANGED
 
 
 def test_generated_macro_registry_matches_the_python_registry() -> None:

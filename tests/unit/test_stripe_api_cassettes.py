@@ -118,7 +118,7 @@ def test_list_by_email_replays(target: tuple[str, str | None]) -> None:
     with cassette("list_by_email.yaml"):
         gw = gateway(target)
         created = gw.create("customers", {"email": EMAIL, "name": "Listed"}, "cassette-list-ada")
-        found = gw.list("customers", {"email": EMAIL})
+        found = gw.list_where("customers", {"email": EMAIL})
         missing = gw.retrieve("customers", "cus_cassetteMissing01")
     # A real test account may hold earlier recordings' customers with this email too.
     assert created["id"] in {c["id"] for c in found}
