@@ -54,8 +54,10 @@ class _Event:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Events marked in flight together, as requests, and their answers to come."""
+    """Events marked in flight together (under their own `mark` run id), as requests, and
+    their answers to come."""
 
+    mark: str
     requests: list[list[_Event]]
     futures: list[Future[StripeWriteError | None]]
 
@@ -81,6 +83,7 @@ class EventSender:
         self.allowed = allowed  # a requirement's rejection reason, or None
         self.options = engine.options
         self.done = 0
+        self.chunks = 0
 
     def run(self, to_plan: int) -> None:
         """Stream, classify, and send chunk by chunk. The ledger (the warehouse, one thread)
@@ -183,16 +186,18 @@ class EventSender:
             requests = [chunk[i : i + STREAM_BATCH] for i in range(0, len(chunk), STREAM_BATCH)]
         else:
             requests = [[event] for event in chunk]
+        self.chunks += 1
+        mark = f"{self.run_id}#{self.chunks}"
         if self.options.dry_run:
-            return _Chunk(requests, [])
+            return _Chunk(mark, requests, [])
         # The write-ahead mark: whatever happens next, the next run knows these were sent.
-        engine.warehouse.write_outcomes(self.run_id, spec, [
+        engine.warehouse.write_outcomes(mark, spec, [
             RowOutcome(key_value=e.row.key_value, action=Action.SEND.value, outcome=IN_FLIGHT,
                        stripe_id=None, row_hash=e.row.row_hash,
                        synced_values=_sent_values(spec, e), error=None)
             for e in chunk
-        ], row_results=False)
-        return _Chunk(requests, [pool.submit(self._send, events) for events in requests])
+        ], row_results=False, fresh=all(e.row.previous is None for e in chunk))
+        return _Chunk(mark, requests, [pool.submit(self._send, events) for events in requests])
 
     def _send(self, events: list[_Event]) -> StripeWriteError | None:
         """One request; runs on the pool. The error, or None once Stripe acknowledged."""
@@ -214,6 +219,16 @@ class EventSender:
         answers: list[StripeWriteError | None] = (
             [f.result() for f in chunk.futures] if chunk.futures else [None] * len(chunk.requests)
         )
+        if chunk.futures and all(error is None for error in answers):
+            # All acknowledged: the marks become `sent` in two statements.
+            self.engine.warehouse.acknowledge(self.run_id, spec, chunk.mark,
+                                              Outcome.SENT.value, Action.SEND.value)
+            for events in chunk.requests:
+                for event in events:
+                    self.done += 1
+                    self.engine.tally(spec, self.result, event.row, _sent_plan(spec, event),
+                                      Outcome.SENT, None)
+            return
         done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
         for events, error in zip(chunk.requests, answers, strict=True):
             for event in events:

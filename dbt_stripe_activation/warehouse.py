@@ -7,7 +7,10 @@ The dataclasses and the methods of `Warehouse` are the contract with the engine.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +41,8 @@ COUNT_COLUMNS = OUTCOMES  # one count column per outcome in the runs table
 # Rows per INSERT ... VALUES statement and keys per `in (...)` list: few round trips, and
 # well under every driver's limit on bound parameters (state rows have 10 columns).
 _ROWS_PER_STATEMENT = 500
+# From this many rows an insert goes through the adapter's bulk file load, where it has one.
+_BULK_MIN_ROWS = 1000
 
 
 class Warehouse:
@@ -279,10 +284,11 @@ class Warehouse:
 
     def write_outcomes(
         self, run_id: str, spec: SyncSpec, outcomes: Sequence[RowOutcome],
-        row_results: bool = True,
+        row_results: bool = True, fresh: bool = False,
     ) -> None:
         """Upsert state by (model, key) and append row results (unless `row_results` is
-        False: a mark such as in-flight, not an outcome); one transaction per call."""
+        False: a mark such as in-flight, not an outcome); one transaction per call.
+        `fresh`: no key has state yet (new events), so there is nothing to replace."""
         if not outcomes:
             return
         self._ensure()
@@ -300,7 +306,7 @@ class Warehouse:
             for chunk in _chunks(keep_values):
                 sql = self._statement("state_synced_values_sql", n=len(chunk))
                 previous.update(self._execute(sql, [model_id, *chunk], True))
-            for chunk in _chunks(keys):
+            for chunk in [] if fresh else _chunks(keys):
                 sql = self._statement("state_delete_keys_sql", n=len(chunk))
                 self._execute(sql, [model_id, *chunk])
             self._insert(
@@ -353,6 +359,18 @@ class Warehouse:
             rows = self._execute(self._statement("recent_updates_sql"),
                                  [model.unique_id, "updated", _utc_naive(since)], True)
         return [(str(key), int(count), _from_json(values)) for key, count, values in rows]
+
+    def acknowledge(self, run_id: str, spec: SyncSpec, mark_run_id: str, outcome: str,
+                    action: str) -> None:
+        """The state rows one in-flight mark wrote (under `mark_run_id`) take `outcome` and
+        the run's id, and get their row results: two statements for any number of rows."""
+        self._ensure()
+        model_id = spec.model.unique_id
+        with self._transaction():
+            self._execute(self._statement("row_results_from_state_sql"),
+                          [run_id, action, outcome, _utc_naive(), model_id, mark_run_id])
+            self._execute(self._statement("state_ack_sql"),
+                          [outcome, run_id, model_id, mark_run_id])
 
     def state_count(self, model: DbtModel) -> int:
         """How many keys the model has in the sync state."""
@@ -415,9 +433,35 @@ class Warehouse:
 
     def _insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         columns = self._table_columns(table)
+        if len(rows) >= _BULK_MIN_ROWS and self._bulk_insert(table, columns, rows):
+            return
         for chunk in _chunks(list(rows)):
             bindings = [row.get(column) for row in chunk for column in columns]
             self._execute(self._statement("insert_rows_sql", name=table, n=len(chunk)), bindings)
+
+    def _bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> bool:
+        """Many rows in one statement through the adapter's file load (DuckDB's read_csv);
+        False when the adapter has none (its macro renders nothing)."""
+        if self._statements.get(("bulk", table)) == "":
+            return False
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False,
+                                         encoding="utf-8") as handle:
+            path = handle.name
+            writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, doublequote=True)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_csv_value(row.get(column)) for column in columns])
+        try:
+            sql = str(self._render("bulk_insert_sql", name=table, path=path)).strip()
+            if not sql:
+                self._statements[("bulk", table)] = ""
+                return False
+            self._execute(sql)
+            return True
+        finally:
+            os.unlink(path)
 
     def _relation_name(self, model: DbtModel) -> str:
         if model.relation_name:
@@ -520,6 +564,16 @@ def _diff_row(
         duplicate_count=int(duplicate_count),
         references=dict(zip(ref_paths, raw[width + 11 :], strict=True)),
     )
+
+
+def _csv_value(value: Any) -> Any:
+    """A value for the bulk-load CSV: null as \\N (the load's null string), timestamps in
+    ISO form."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return value
 
 
 def _to_json(values: Mapping[str, Any]) -> str:

@@ -293,3 +293,56 @@
             ~ ' where r.model_unique_id = ' ~ b ~ ' and r.outcome = ' ~ b
             ~ ' and r.recorded_at >= ' ~ b ~ ' group by r.key_value, s.synced_values') }}
 {% endmacro %}
+
+
+{#- A bulk load of rows from a CSV file the Python package wrote (header, every column of
+    the table in order): many rows for one statement. An adapter without a fast file load
+    returns '' and the rows go in bound INSERT statements instead. -#}
+{% macro bulk_insert_sql(name, path) %}
+  {{ return(adapter.dispatch('bulk_insert_sql', 'stripe_activation')(name, path)) }}
+{% endmacro %}
+
+{% macro default__bulk_insert_sql(name, path) %}
+  {{ return('') }}
+{% endmacro %}
+
+{% macro duckdb__bulk_insert_sql(name, path) %}
+  {%- set types = [] -%}
+  {%- for column in stripe_activation.bookkeeping_tables()[name]['columns'] -%}
+    {%- do types.append("'" ~ column[0] ~ "': '" ~ stripe_activation.bookkeeping_type(column[1]) ~ "'") -%}
+  {%- endfor -%}
+  {{ return('insert into ' ~ stripe_activation.bookkeeping_relation(name)
+            ~ ' select * from read_csv(' ~ stripe_activation.string_literal(path)
+            ~ ', header = true, quote = \'"\', escape = \'"\', nullstr = \'\\N\', columns = {'
+            ~ types | join(', ') ~ '})') }}
+{% endmacro %}
+
+
+{#- Acknowledged events: the in-flight marks one chunk wrote (under its own run_id) get
+    their row results, then become `sent` under the run's id: two statements whatever the
+    chunk's size. -#}
+{% macro state_ack_sql() %}
+  {{ return(adapter.dispatch('state_ack_sql', 'stripe_activation')()) }}
+{% endmacro %}
+
+{% macro default__state_ack_sql() %}
+  {%- set b = stripe_activation.binding_char() -%}
+  {{ return('update '
+            ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_state'))
+            ~ ' set last_outcome = ' ~ b ~ ', run_id = ' ~ b
+            ~ ' where model_unique_id = ' ~ b ~ ' and run_id = ' ~ b) }}
+{% endmacro %}
+
+{% macro row_results_from_state_sql() %}
+  {{ return(adapter.dispatch('row_results_from_state_sql', 'stripe_activation')()) }}
+{% endmacro %}
+
+{% macro default__row_results_from_state_sql() %}
+  {%- set b = stripe_activation.binding_char() -%}
+  {{ return('insert into '
+            ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_row_results'))
+            ~ ' (run_id, model_unique_id, key_value, action, outcome, stripe_id, error, recorded_at)'
+            ~ ' select ' ~ b ~ ', model_unique_id, key_value, ' ~ b ~ ', ' ~ b ~ ', stripe_id, last_error, ' ~ b
+            ~ ' from ' ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_state'))
+            ~ ' where model_unique_id = ' ~ b ~ ' and run_id = ' ~ b) }}
+{% endmacro %}

@@ -412,3 +412,19 @@ def _sql(project: DbtProject, query: str) -> None:
 
     with duckdb.connect(str(project.root / "warehouse.duckdb")) as con:
         con.execute(query)
+
+
+def test_stripe_meter_events_base_names_another_host_for_the_stream(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    """STRIPE_API_BASE serves every host the SDK uses unless STRIPE_METER_EVENTS_BASE names
+    another: with it naming an address where nothing listens, the session still comes
+    from the API base and no stream request reaches it; the events wait, in flight."""
+    project = usage_project(tmp_path / "proj", "duckdb", 5)
+    result = project.sync(*FAST, "--output", "json", stripe_url=emulator.url,
+                          env={"STRIPE_METER_EVENTS_BASE": "http://127.0.0.1:9"})
+    assert result.code == 1
+    assert model(result)["counts"]["failed"] == 5
+    by_endpoint = emulator.stats()["by_endpoint"]
+    assert by_endpoint.get("POST /v2/billing/meter_event_session") == 1
+    assert "POST /v2/billing/meter_event_stream" not in by_endpoint
