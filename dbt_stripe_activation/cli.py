@@ -179,3 +179,7 @@ def sync(reset_state: bool, **kwargs: Any) -> int:
     if reset_state:
         return run_reset(common)
     return run_sync(common, request)
+
+
+if __name__ == "__main__":  # python -m dbt_stripe_activation.cli
+    main()

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .objects.base import build_params, flatten_object
+from .objects.base import build_params
 from .objects.meter_event import RESEND_WINDOW_SECONDS, STREAM_BATCH, stream_event
 from .plan import desired_values
 from .records import (
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 class _Event:
     row: DiffRow
     params: dict[str, Any]  # the v1 create params (the key included)
+    sent: dict[str, Any]  # the mapped values as sent: what the ledger keeps
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ class EventSender:
                              Outcome.REJECTED, refused))
             return None
         values = {p: v for p, v in prepared.values.items() if v is not None}
-        return _Event(row, build_params(values, create=True, spec=self.spec.object))
+        return _Event(row, build_params(values, create=True, spec=self.spec.object),
+                      {m.path: values.get(m.path) for m in self.spec.fields})
 
     def _already_sent(self, base: RowPlan, row: DiffRow) -> RowPlan:
         prepared = desired_values(self.spec, row)
@@ -194,7 +196,7 @@ class EventSender:
         engine.warehouse.write_outcomes(mark, spec, [
             RowOutcome(key_value=e.row.key_value, action=Action.SEND.value, outcome=IN_FLIGHT,
                        stripe_id=None, row_hash=e.row.row_hash,
-                       synced_values=_sent_values(spec, e), error=None)
+                       synced_values=e.sent, error=None)
             for e in chunk
         ], row_results=False, fresh=all(e.row.previous is None for e in chunk))
         return _Chunk(mark, requests, [pool.submit(self._send, events) for events in requests])
@@ -269,15 +271,10 @@ class EventSender:
             engine.warehouse.write_outcomes(self.run_id, spec, persist)
 
 
-def _sent_values(spec: SyncSpec, event: _Event) -> dict[str, Any]:
-    """What the ledger keeps of a sent event: its mapped values, as sent."""
-    return flatten_object(event.params, [m.path for m in spec.fields])
-
-
 def _sent_plan(spec: SyncSpec, event: _Event) -> RowPlan:
     return RowPlan(key_value=event.row.key_value, action=Action.SEND,
                    row_hash=event.row.row_hash, status=event.row.status,
-                   params=event.params, synced_values=_sent_values(spec, event))
+                   params=event.params, synced_values=event.sent)
 
 
 def _replan(base: RowPlan, outcome: str, reason: str | None) -> RowPlan:

@@ -57,12 +57,16 @@ def metadata_key_problem(spec: ObjectSpec, name: str) -> str | None:
     return None
 
 
+# Resolved open-map paths, by (spec, path): a sync resolves the same few paths per row.
+_RESOLVED: dict[tuple[int, str], FieldSpec] = {}
+
+
 def resolve_field(spec: ObjectSpec, path: str) -> FieldSpec:
     """The FieldSpec of a mappable path; `metadata.<key>` is a string of at most 500 chars.
 
     Raises KeyError for a path the object does not have (or an invalid metadata key).
     """
-    found = spec.fields.get(path)
+    found = spec.fields.get(path) or _RESOLVED.get((id(spec), path))
     if found is not None:
         return found
     if path.startswith(spec.open_prefix):
@@ -70,13 +74,14 @@ def resolve_field(spec: ObjectSpec, path: str) -> FieldSpec:
         problem = metadata_key_problem(spec, name)
         if problem is not None:
             raise KeyError(problem)
-        return FieldSpec(
+        resolved = _RESOLVED[(id(spec), path)] = FieldSpec(
             path=path,
             kind=ValueKind.STRING,
             max_length=spec.metadata_value_max_length,
             unsettable=True,  # metadata[key]="" deletes the key
             description=f"{spec.open_map.capitalize()} value for key {name!r}.",
         )
+        return resolved
     raise KeyError(f"{spec.name} has no mappable field {path!r}")
 
 
@@ -337,12 +342,13 @@ def validate_values(spec: ObjectSpec, flat: FlatValues) -> list[RowIssue]:
 # --- params and current values --------------------------------------------------------------
 
 
-def _split(path: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _split(path: str) -> tuple[str, ...]:
     """Path segments; a key of an open map (metadata, payload) may itself contain dots."""
     head, dot, rest = path.partition(".")
     if dot and head in OPEN_MAPS:
-        return [head, rest]
-    return path.split(".")
+        return (head, rest)
+    return tuple(path.split("."))
 
 
 def build_params(flat: FlatValues, *, create: bool, spec: ObjectSpec) -> dict[str, Any]:
