@@ -462,9 +462,10 @@ class StripeGateway:
         of its 100 `created` values): below it, `workers` pieces of about
         `_PAGES_PER_PIECE` pages each are listed in parallel, and an open-ended oldest piece
         that finds more does the same again. A piece past the oldest object costs one empty
-        read and ends. Boundaries are inclusive on both sides and objects are kept by id, so
-        none is lost or counted twice, whatever order a page comes in; objects that share
-        one second are simply paged. Reads: about ceil(N/100), plus one per piece.
+        read and ends; a page of objects created within a minute is followed page by page
+        (no density to go by). Boundaries are inclusive on both sides and objects are kept
+        by id, so none is lost or counted twice, whatever order a page comes in. Reads:
+        about ceil(N/100), plus one per piece.
         """
         seen: dict[str, dict[str, Any]] = {}
         lock = threading.Lock()
@@ -491,7 +492,8 @@ class StripeGateway:
                     return []
                 if first and low is None:
                     stamps = [int(item["created"]) for item in items]
-                    return _pieces(max(stamps), min(stamps), workers)
+                    if max(stamps) - min(stamps) >= _MIN_SPAN_SECONDS:
+                        return _pieces(max(stamps), min(stamps), workers)
                 first = False
                 params["starting_after"] = items[-1]["id"]
 
@@ -702,6 +704,9 @@ class StripeGateway:
 
 # Pieces of a parallel listing hold about this many pages each (by the first page's density).
 _PAGES_PER_PIECE = 4
+# A first page whose objects were created within this many seconds (an import, a burst)
+# says nothing useful about density: the range is paged one page after another.
+_MIN_SPAN_SECONDS = 60
 
 
 def _pieces(newest: int, oldest_seen: int, workers: int) -> list[tuple[int | None, int | None]]:

@@ -1163,6 +1163,9 @@ def test_rows_reject_only_themselves(row_group: RowGroup) -> None:
         "failed": 0,
         "replaced": 0,
         "skipped": 0,
+        "sent": 0,
+        "already_sent": 0,
+        "uncertain": 0,
     }
     assert sorted(k for k in customers_by(row_group.emulator, "crm_id") if k) == good
     writes = row_group.emulator.stats()["by_endpoint_status"]["POST /v1/customers"]
@@ -1217,6 +1220,9 @@ def test_email_rows_beside_the_bad_ones_sync(row_group: RowGroup) -> None:
         "failed": 0,
         "replaced": 0,
         "skipped": 0,
+        "sent": 0,
+        "already_sent": 0,
+        "uncertain": 0,
     }
     by_email = {}
     for customer in row_group.emulator.customers():

@@ -501,6 +501,7 @@ def test_parallel_listing_returns_every_object_once(fresh_emulator: Any, spread_
         {"email": f"p{i}@example.com", "created": now - ((n - i) * spread_days * 86400) // n}
         for i in range(n)
     ])
+    fresh_emulator.config(latency_ms=[20, 20])  # so that requests overlap when parallel
     gw = gateway(fresh_emulator.url, max_rps=1000, per_endpoint_rps=1000)
     listed = [c["id"] for c in gw.iter_all("customers", workers=8)]
     assert sorted(listed) == sorted(ids)
