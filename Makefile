@@ -16,8 +16,8 @@ install: $(BIN)/dbt-stripe-sync
 demo: install  ## build integration_tests on DuckDB, then check, plan and sync into Stripe
 	$(BIN)/python scripts/demo.py
 
-test: install  ## the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install  ## the whole test suite, a worker per core (a test file stays on one worker)
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 bench: install  ## this tool vs the naive loop vs the floor, full size
 	$(BIN)/python -m benchmarks.run

@@ -95,7 +95,7 @@ class Engine:
         self.referenced: set[str] = set()
         # (model, field) -> (the values Stripe has, what they name): check_requirements.
         self.allowed_values: dict[tuple[str, str], tuple[set[str], str]] = {}
-        self._group_updates: dict[str, int] = {}  # parent id -> updates sent this run
+        self._group_updates: dict[str, int] = {}  # parent id -> updates in the last hour
         self._group_lock = threading.Lock()
 
     def expect_references(self, specs: list[SyncSpec]) -> None:
