@@ -25,7 +25,7 @@ from .. import search as search_query
 from ..errors import ApiError, invalid, missing_parameter, no_such, unknown_parameter
 from ..forms import as_list
 from .base import Resource, ResourceContext
-from .params import ID_ALPHABET
+from .params import ID_ALPHABET, expand_names
 from .params import boolean_param as _boolean
 from .params import created_filter as _created_filter
 from .params import enum_param as _enum
@@ -176,19 +176,8 @@ def _tax(value: Any) -> dict[str, Any]:
 
 
 def expand_list(params: Mapping[str, Any], prefix: str = "") -> list[str]:
-    if "expand" not in params:
-        return []
-    raw = params["expand"]
-    items = [] if raw == "" else as_list(raw, "expand")
-    result = []
-    for item in items:
-        if not isinstance(item, str):
-            raise invalid("Invalid array: expand must contain strings", "expand")
-        name = item[len(prefix) :] if prefix and item.startswith(prefix) else item
-        if name not in EXPANDABLE:
-            raise invalid(f"This property cannot be expanded ({item}).", "expand")
-        result.append(name)
-    return result
+    """`expand[]` of a customer request, checked against what a customer can expand."""
+    return expand_names(params, EXPANDABLE, prefix)
 
 
 def customer_changes(params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
