@@ -97,7 +97,7 @@ def check(**kwargs: Any) -> int:
     restricted key) and the warehouse of the dbt profile."""
     from .pipeline import run_check
 
-    return run_check(_common(kwargs))
+    return run_check(_common(kwargs)).exit_code
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,7 +159,7 @@ def plan(**kwargs: Any) -> int:
     from .pipeline import run_sync
 
     request = _request("plan", kwargs)
-    return run_sync(_common(kwargs), request)
+    return run_sync(_common(kwargs), request).exit_code
 
 
 @main.command()
@@ -177,8 +177,8 @@ def sync(reset_state: bool, **kwargs: Any) -> int:
     request = _request("sync", kwargs)
     common = _common(kwargs)
     if reset_state:
-        return run_reset(common)
-    return run_sync(common, request)
+        return run_reset(common).exit_code
+    return run_sync(common, request).exit_code
 
 
 if __name__ == "__main__":  # python -m dbt_stripe_activation.cli

@@ -36,7 +36,8 @@ class CommonOptions:
     exclude: tuple[str, ...]
     api_key_env: str
     api_base: str | None
-    output: str
+    output: str  # text | json | none (the Python API: print nothing)
+    manifest: Path | None = None  # any manifest.json (dbt Cloud artifacts, dbt Fusion)
 
 
 @dataclass(frozen=True)

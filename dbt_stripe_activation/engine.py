@@ -24,7 +24,7 @@ from .errors import ConfigError, LockHeldError, StripeConnectionError
 from .events import EventSender
 from .match import LookupStrategy, Matcher
 from .objects.contract import Behavior
-from .plan import desired_values, plan_row, reject
+from .planner import desired_values, plan_row, reject
 from .records import (
     OUTCOME_OF_ACTION,
     Action,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .objects.base import build_params
 from .objects.meter_event import RESEND_WINDOW_SECONDS, STREAM_BATCH, stream_event
-from .plan import desired_values
+from .planner import desired_values
 from .records import (
     IN_FLIGHT,
     Action,

@@ -20,6 +20,7 @@ from .errors import (
 )
 from .objects import DEFAULT_OBJECT
 from .project import Manifest, ProjectSettings, load_manifest, select_models
+from .results import CheckResult, ResetResult, RunResult
 from .spec import SyncSpec, check_overlaps, create_only_warnings, parse_sync_specs
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def load_specs(settings: ProjectSettings, common: CommonOptions) -> tuple[Manife
     warnings = check_overlaps(specs)
     warnings += [w for spec in specs for w in create_only_warnings(spec)]
     for warning in warnings:
-        report.warn(warning)
+        report.warn(warning, common.output)
     return manifest, specs
 
 
@@ -162,7 +163,7 @@ def _check_probes(specs: list[SyncSpec]) -> list[tuple[str, str, dict[str, Any]]
     return list(probes.values())
 
 
-def run_check(common: CommonOptions) -> int:
+def run_check(common: CommonOptions) -> CheckResult:
     from .engine import required_values
     from .stripe_api import StripeGateway, StripeWriteError
     from .warehouse import Warehouse
@@ -172,7 +173,7 @@ def run_check(common: CommonOptions) -> int:
     code = 0
     try:
         stripe = stripe_settings(common)
-        report.warn_api_base(stripe.api_base)
+        report.warn_api_base(stripe.api_base, common.output)
         specs = _project_specs(settings)
         gateway = StripeGateway(stripe)
         result = gateway.check(_check_probes(specs))
@@ -192,12 +193,13 @@ def run_check(common: CommonOptions) -> int:
     except Exception as exc:  # noqa: BLE001 - every failure here is the report's content
         checked["warehouse"] = {"ok": False, "error": str(exc)}
         code = 2
-    checked["exit_code"] = code
-    report.render_check(checked, json_mode=common.output == "json")
-    return code
+    outcome = CheckResult(exit_code=code, stripe=checked["stripe"],
+                          warehouse=checked["warehouse"])
+    report.render_check(outcome.as_document(), output=common.output)
+    return outcome
 
 
-def run_reset(common: CommonOptions) -> int:
+def run_reset(common: CommonOptions) -> ResetResult:
     from .warehouse import Warehouse
 
     settings = project_settings(common)
@@ -207,17 +209,16 @@ def run_reset(common: CommonOptions) -> int:
         _ensure_bookkeeping(warehouse)
         for spec in specs:
             cleared[spec.model.name] = warehouse.reset_state(spec.model)
-    report.render_reset(cleared, json_mode=common.output == "json")
-    return 0
+    report.render_reset(cleared, output=common.output)
+    return ResetResult(cleared=cleared)
 
 
-def run_sync(common: CommonOptions, request: RunRequest) -> int:
+def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     from .engine import Engine, SyncOptions, new_run_id
     from .match import LookupStrategy
     from .stripe_api import StripeGateway
     from .warehouse import Warehouse
 
-    json_mode = common.output == "json"
     settings = project_settings(common)
     # A run refused before it starts must not leave the last run's results for CI to read.
     (settings.resolved_target_path / "stripe_sync_results.json").unlink(missing_ok=True)
@@ -230,7 +231,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
             "DBT_STRIPE_SYNC_ALLOW_LIVE=1) to write production data. `plan` and `check` "
             "work without it."
         )
-    report.warn_api_base(stripe.api_base)
+    report.warn_api_base(stripe.api_base, common.output)
     stripe = replace(stripe, separate_pools=_rate_pools(specs, stripe.mode, request))
     options = SyncOptions(
         dry_run=dry_run, full_resync=request.full_resync, batch_size=request.batch_size,
@@ -247,7 +248,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
         _ensure_bookkeeping(warehouse)
         _check_references(warehouse, specs)
         gateway = StripeGateway(stripe)
-        with report.ModelProgress(disabled=json_mode) as progress:
+        with report.ModelProgress(disabled=common.output != "text") as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
             engine.expect_references(specs)
             engine.check_requirements(specs)
@@ -263,5 +264,5 @@ def run_sync(common: CommonOptions, request: RunRequest) -> int:
         request.command, run_id, results, code,
         stripe={"mode": stripe.mode, "api_base": stripe.api_base}, error=error)
     path = report.write_results_file(settings.resolved_target_path, document)
-    report.render_run(document, results, dry_run, path, error, json_mode=json_mode)
-    return code
+    report.render_run(document, results, dry_run, path, error, output=common.output)
+    return RunResult.from_document(report.json_safe(document), path)

@@ -7,6 +7,7 @@ into an error message from anywhere never reaches stdout, a file or a CI log.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -34,6 +35,8 @@ from rich.text import Text
 from . import __version__
 from .records import OUTCOMES, ModelResult, Outcome
 from .stripe_api import redact
+
+logger = logging.getLogger("dbt_stripe_activation")
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -137,6 +140,12 @@ def dumps(document: dict[str, Any]) -> str:
     return redact(json.dumps(_jsonable(document), indent=2, sort_keys=False, default=str))
 
 
+def json_safe(document: dict[str, Any]) -> dict[str, Any]:
+    """The document as its file holds it: redacted, plain JSON types."""
+    result: dict[str, Any] = json.loads(dumps(document))
+    return result
+
+
 def write_results_file(target_path: Path, document: dict[str, Any]) -> Path:
     path = target_path / "stripe_sync_results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,20 +234,22 @@ def console(stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=120)
 
 
-def warn(text: str) -> None:
-    """A warning for people: stderr, so `--output json` keeps stdout machine-readable."""
+def warn(text: str, output: str = "text") -> None:
+    """A warning for people: stderr, so `--output json` keeps stdout machine-readable; the
+    Python API (output "none") hands it to logging, where the orchestrator's log takes it."""
+    if output == "none":
+        logger.warning(redact(text))
+        return
     console(stderr=True).print(f"[yellow]Warning:[/] {redact(text)}", highlight=False)
 
 
-def warn_api_base(api_base: str | None) -> None:
+def warn_api_base(api_base: str | None, output: str = "text") -> None:
     if not api_base:
         return
     host = urlparse(api_base).hostname or ""
     if host != "api.stripe.com":
-        console(stderr=True).print(
-            f"[yellow]Warning:[/] STRIPE_API_BASE points at {api_base}, not Stripe: "
-            "nothing written there reaches your Stripe account.", highlight=False,
-        )
+        warn(f"STRIPE_API_BASE points at {api_base}, not Stripe: nothing written there "
+             "reaches your Stripe account.", output)
 
 
 def render_error(message: str, error_type: str, code: int, *, json_mode: bool) -> None:
@@ -249,8 +260,10 @@ def render_error(message: str, error_type: str, code: int, *, json_mode: bool) -
         Console(stderr=True).print(f"[bold red]Error:[/] {redact(message)}", highlight=False)
 
 
-def render_check(checked: dict[str, Any], *, json_mode: bool) -> None:
-    if json_mode:
+def render_check(checked: dict[str, Any], *, output: str) -> None:
+    if output == "none":
+        return
+    if output == "json":
         print(dumps(checked))
         return
     out = console()
@@ -263,8 +276,10 @@ def render_check(checked: dict[str, Any], *, json_mode: bool) -> None:
                       highlight=False)
 
 
-def render_reset(cleared: dict[str, int], *, json_mode: bool) -> None:
-    if json_mode:
+def render_reset(cleared: dict[str, int], *, output: str) -> None:
+    if output == "none":
+        return
+    if output == "json":
         print(dumps({"command": "reset-state", "cleared": cleared, "exit_code": 0}))
         return
     for name, count in cleared.items():
@@ -272,9 +287,12 @@ def render_reset(cleared: dict[str, int], *, json_mode: bool) -> None:
 
 
 def render_run(document: dict[str, Any], results: Sequence[ModelResult], dry_run: bool,
-               path: Path, error: str | None, *, json_mode: bool) -> None:
-    """stdout: the JSON document, or the summary for people; stderr: the error, if any."""
-    if json_mode:
+               path: Path, error: str | None, *, output: str) -> None:
+    """stdout: the JSON document, or the summary for people; stderr: the error, if any.
+    Output "none" (the Python API) prints nothing: the caller has the result."""
+    if output == "none":
+        return
+    if output == "json":
         print(dumps(document))
     else:
         out = console()

@@ -35,7 +35,7 @@ from dbt_stripe_activation.objects.base import (
     validate_values,
 )
 from dbt_stripe_activation.objects.contract import Behavior
-from dbt_stripe_activation.plan import desired_values, plan_row
+from dbt_stripe_activation.planner import desired_values, plan_row
 from dbt_stripe_activation.project import DbtModel
 from dbt_stripe_activation.records import Action, DesiredRow, DiffRow, DiffStatus
 from dbt_stripe_activation.spec import SyncSpec, parse_sync_spec

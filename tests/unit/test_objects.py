@@ -41,7 +41,7 @@ from dbt_stripe_activation.objects.meter_event import METER_EVENT
 from dbt_stripe_activation.objects.price import PRICE
 from dbt_stripe_activation.objects.product import PRODUCT
 from dbt_stripe_activation.objects.subscription_item import SUBSCRIPTION_ITEM
-from dbt_stripe_activation.plan import plan_row
+from dbt_stripe_activation.planner import plan_row
 from dbt_stripe_activation.records import Action
 from dbt_stripe_activation.stripe_api import StripeGateway, StripeSettings
 from stripe_emulator import EmulatorHandle
