@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[int, EmulatorConfig, bool
         prog="python -m stripe_emulator",
         description=(
             "A local Stripe API emulator (customers, products, prices, balance, billing "
-            "meters, meter events, subscription items) with fault injection."
+            "meters, meter events, subscription items, connected accounts) with fault "
+            "injection."
         ),
     )
     add = parser.add_argument
@@ -77,7 +78,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[int, EmulatorConfig, bool
         metavar="rk_test_...=rak_customer_write,...",
         help="a restricted key and the permissions it lacks (repeatable)",
     )
-    add("--account-id")
+    add("--account-id", help="the platform's own account id")
+    add("--accounts", type=int, help="connected accounts acct_emu0001.. (Stripe-Account header)")
+    add(
+        "--account-rate-limit",
+        type=float,
+        help="each connected account's global requests per second (default: --rate-limit)",
+    )
     add("--config-json", help="a JSON object of config keys, applied last")
     add("--verbose", action="store_true", help="log requests to stderr")
     args = parser.parse_args(argv)
@@ -103,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[int, EmulatorConfig, bool
         "search_delay_seconds",
         "api_keys",
         "account_id",
+        "accounts",
+        "account_rate_limit",
     ):
         value = getattr(args, name)
         if value is not None:

@@ -56,7 +56,13 @@ class EmulatorConfig:
     own_pool_in_global_limit: bool = False
     api_keys: tuple[str, ...] | None = None  # None: any sk_test_/rk_test_ key
     restricted_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key: lacks
-    account_id: str = "acct_1EmuLat0rTest000"
+    account_id: str = "acct_1EmuLat0rTest000"  # the platform's own id
+    # Connect: connected accounts acct_emu0001 .. acct_emuNNNN exist from the start and after
+    # every reset; each has its own objects, idempotency keys and rate-limit windows.
+    accounts: int = 0
+    # Each connected account's global requests/s; None: the same as `rate_limit` (Stripe
+    # measures limits per account, with the same figures). The platform keeps `rate_limit`.
+    account_rate_limit: float | None = None
 
     def __post_init__(self) -> None:
         low, high = self.latency_ms
@@ -66,7 +72,9 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a fraction between 0 and 1, got {value}")
-        for name in ("rate_limit", "endpoint_rate_limit"):
+        if self.accounts < 0:
+            raise ValueError(f"accounts must be 0 or more, got {self.accounts}")
+        for name in ("rate_limit", "endpoint_rate_limit", "account_rate_limit"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or null, got {value}")
@@ -85,6 +93,12 @@ class EmulatorConfig:
 
     def endpoint_limit(self, endpoint: str) -> float | None:
         return self.endpoint_rate_limits.get(endpoint, self.endpoint_rate_limit)
+
+    def global_limit(self, *, connected: bool) -> float | None:
+        """The global requests/s of one account: the platform's, or a connected one's."""
+        if connected and self.account_rate_limit is not None:
+            return self.account_rate_limit
+        return self.rate_limit
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -122,7 +136,7 @@ def _coerce(changes: Mapping[str, Any]) -> dict[str, Any]:
             str(k): tuple([v] if isinstance(v, str) else v)
             for k, v in (result["restricted_keys"] or {}).items()
         }
-    for name in ("rate_limit", "endpoint_rate_limit"):
+    for name in ("rate_limit", "endpoint_rate_limit", "account_rate_limit"):
         if result.get(name) is not None:
             result[name] = float(result[name])
     for name in (*RATE_FIELDS, "lock_wait_ms", "slow_response_seconds", "search_delay_seconds"):

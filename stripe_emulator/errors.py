@@ -123,6 +123,19 @@ def missing_permission(key: str, account_id: str, permission: str) -> ApiError:
     )
 
 
+def account_invalid(key: str, account_id: str) -> ApiError:
+    """A Stripe-Account the platform cannot act for, unknown or malformed (Stripe does not tell
+    them apart): 403, code `account_invalid` (stripe.com/docs/error-codes: "The account ID
+    provided as a value for the Stripe-Account header is invalid"); the SDK raises
+    PermissionError. Message as Stripe words it (stripe-php's 403 fixture, real answers)."""
+    return ApiError(
+        403,
+        f"The provided key '{mask_key(key)}' does not have access to account '{account_id}' "
+        "(or that account does not exist). Application access may have been revoked.",
+        code="account_invalid",
+    )
+
+
 def rate_limited(reason: str, fault: str, should_retry: bool) -> ApiError:
     headers = {"Stripe-Rate-Limited-Reason": reason}
     if should_retry:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -61,42 +62,77 @@ class EmulatorHandle:
             return dict(self._call("GET", "/_emulator/config"))
         return dict(self._call("POST", "/_emulator/config", changes))
 
-    def stats(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/_emulator/stats"))
+    def stats(self, *, account: str | None = None) -> dict[str, Any]:
+        """Request counters, live object counts and resource counters of one account (the
+        platform unless `account` names a connected one); `requests_by_account` covers all."""
+        return dict(self._call("GET", _at("/_emulator/stats", account)))
 
     def reset(self, *, stats_only: bool = False) -> None:
         """Forget every object (customers, products, prices, meters, meter events,
-        subscriptions, ...), idempotency keys, stats and limiter windows, and put the clock back
-        to real time (or only stats and counters)."""
+        subscriptions, ...) of every account, the connected accounts themselves (those of the
+        `accounts` setting come back empty), idempotency keys, stats and limiter windows, and
+        put the clock back to real time (or only stats and counters)."""
         self._call("POST", "/_emulator/reset", {"stats_only": stats_only})
 
-    def seed(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
+    # -- Connect: the platform acts for a connected account with `Stripe-Account: acct_...`
+
+    def create_account(self, account_id: str | None = None) -> str:
+        """Connect one account (None: the next free `acct_emuNNNN`); its id."""
+        return self.seed_accounts([account_id] if account_id is not None else 1)[0]
+
+    def seed_accounts(self, accounts: int | Iterable[str]) -> list[str]:
+        """Connect `accounts` new accounts (a count) or these ids (already connected ones are
+        kept as they are); their ids."""
+        payload: dict[str, Any] = (
+            {"count": accounts} if isinstance(accounts, int) else {"ids": list(accounts)}
+        )
+        return list(self._call("POST", "/_emulator/accounts", payload)["ids"])
+
+    def accounts(self) -> list[str]:
+        """The connected accounts' ids, oldest first (the platform is not among them)."""
+        return list(self._call("GET", "/_emulator/accounts")["data"])
+
+    # -- objects and seeds: the platform's, or a connected account's with `account=`
+
+    def seed(
+        self, customers: Iterable[Mapping[str, Any]], *, account: str | None = None
+    ) -> list[str]:
         """Insert customers (create params, plus optional id/created) outside the API."""
-        return list(self._call("POST", "/_emulator/seed", list(customers))["ids"])
+        return list(self._call("POST", _at("/_emulator/seed", account), list(customers))["ids"])
 
-    def seed_products(self, products: Iterable[Mapping[str, Any]]) -> list[str]:
+    def seed_products(
+        self, products: Iterable[Mapping[str, Any]], *, account: str | None = None
+    ) -> list[str]:
         """Insert products (create params, `id` optional, plus optional `created`)."""
-        return self.seed_many(products=products)["products"]
+        return self.seed_many(products=products, account=account)["products"]
 
-    def seed_prices(self, prices: Iterable[Mapping[str, Any]]) -> list[str]:
+    def seed_prices(
+        self, prices: Iterable[Mapping[str, Any]], *, account: str | None = None
+    ) -> list[str]:
         """Insert prices (create params: `product` must exist; plus optional id/created)."""
-        return self.seed_many(prices=prices)["prices"]
+        return self.seed_many(prices=prices, account=account)["prices"]
 
-    def seed_many(self, **items: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    def seed_many(
+        self, *, account: str | None = None, **items: Iterable[Mapping[str, Any]]
+    ) -> dict[str, list[str]]:
         """Seed several resources in one call (customers, then products, then prices):
         `seed_many(products=[...], prices=[...])` -> ids by resource name."""
         payload = {name: list(values) for name, values in items.items()}
-        answer = self._call("POST", "/_emulator/seed", payload)
+        answer = self._call("POST", _at("/_emulator/seed", account), payload)
         return {name: list(answer[name]) for name in payload}
 
-    def seed_meters(self, meters: Iterable[Mapping[str, Any]]) -> list[str]:
+    def seed_meters(
+        self, meters: Iterable[Mapping[str, Any]], *, account: str | None = None
+    ) -> list[str]:
         """Insert billing meters (create params, plus optional id/created/status)."""
-        return self.seed_many(**{"billing/meters": meters})["billing/meters"]
+        return self.seed_many(account=account, **{"billing/meters": meters})["billing/meters"]
 
-    def seed_subscriptions(self, subscriptions: Iterable[Mapping[str, Any]]) -> list[str]:
+    def seed_subscriptions(
+        self, subscriptions: Iterable[Mapping[str, Any]], *, account: str | None = None
+    ) -> list[str]:
         """Insert subscriptions: `{"customer", "items": [{"price", "quantity", "metadata"}]}`
         plus optional id/created/metadata/status; their ids (items: `subscription_items()`)."""
-        return self.seed_many(subscriptions=subscriptions)["subscriptions"]
+        return self.seed_many(subscriptions=subscriptions, account=account)["subscriptions"]
 
     def clock(self) -> dict[str, float]:
         """The emulator clock: `{"now": unix seconds, "offset_seconds": from real time}`."""
@@ -113,43 +149,49 @@ class EmulatorHandle:
     def reset_clock(self) -> dict[str, float]:
         return dict(self._call("POST", "/_emulator/clock", {"reset": True}))
 
-    def meter_events(self) -> list[dict[str, Any]]:
+    def meter_events(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every accepted meter event (v1 and stream), in arrival order: identifier,
         event_name, payload, timestamp, created, meter, customer, source."""
-        return list(self._call("GET", "/_emulator/meter_events")["data"])
+        return self._dump("meter_events", account)
 
-    def meter_event_errors(self) -> list[dict[str, Any]]:
+    def meter_event_errors(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """The meter event stream's event errors (what Stripe reports later in
         `v1.billing.meter.error_report_triggered` events): code, message, identifier, ..."""
-        return list(self._call("GET", "/_emulator/meter_event_errors")["data"])
+        return self._dump("meter_event_errors", account)
 
-    def meters(self) -> list[dict[str, Any]]:
+    def meters(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every billing meter, oldest first, inactive ones included."""
-        return self._dump("billing/meters", False)
+        return self._dump("billing/meters", account)
 
-    def subscriptions(self) -> list[dict[str, Any]]:
+    def subscriptions(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every subscription, oldest first (as stored: `items` is not rendered)."""
-        return self._dump("subscriptions", False)
+        return self._dump("subscriptions", account)
 
-    def subscription_items(self) -> list[dict[str, Any]]:
+    def subscription_items(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every subscription item, oldest first (as stored: `price` is the price id)."""
-        return self._dump("subscription_items", False)
+        return self._dump("subscription_items", account)
 
-    def customers(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+    def customers(
+        self, *, include_deleted: bool = False, account: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every customer, oldest first, as the API shows them."""
-        return self._dump("customers", include_deleted)
+        return self._dump("customers", account, include_deleted)
 
-    def products(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+    def products(
+        self, *, include_deleted: bool = False, account: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every product, oldest first, archived ones included."""
-        return self._dump("products", include_deleted)
+        return self._dump("products", account, include_deleted)
 
-    def prices(self) -> list[dict[str, Any]]:
+    def prices(self, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every price, oldest first, inactive ones included (prices cannot be deleted)."""
-        return self._dump("prices", False)
+        return self._dump("prices", account)
 
-    def _dump(self, name: str, include_deleted: bool) -> list[dict[str, Any]]:
-        flag = "true" if include_deleted else "false"
-        return list(self._call("GET", f"/_emulator/{name}?include_deleted={flag}")["data"])
+    def _dump(
+        self, name: str, account: str | None, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        path = _at(f"/_emulator/{name}", account, include_deleted=include_deleted)
+        return list(self._call("GET", path)["data"])
 
     def stop(self) -> None:
         if self._server is not None:
@@ -168,6 +210,14 @@ class EmulatorHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _at(path: str, account: str | None, **flags: bool) -> str:
+    """A control path for one account (`?account=`; none: the platform), with flags."""
+    query = {name: "true" for name, on in flags.items() if on}
+    if account is not None:
+        query["account"] = account
+    return f"{path}?{urllib.parse.urlencode(query)}" if query else path
 
 
 def start_emulator(

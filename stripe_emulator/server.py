@@ -1,7 +1,8 @@
-"""The HTTP server: one router over the resources (stripe_emulator/resources), faults, and the
-control API.
+"""The HTTP server: the accounts' routers over the resources (stripe_emulator/resources), faults,
+and the control API.
 
-Every resource gets the same machinery here: auth, restricted-key permissions, rate limits,
+Every resource gets the same machinery here: auth, the account a request acts on (Connect's
+`Stripe-Account` header, stripe_emulator/accounts.py), restricted-key permissions, rate limits,
 fault draws, idempotency, object locks, stats. One thread per connection (ThreadingHTTPServer,
 HTTP/1.1 keep-alive). Latency and slow responses are plain sleeps outside every shared lock, so
 many requests are in flight at once; a write to an existing object sleeps its latency while
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import random
 import socket
@@ -22,22 +22,25 @@ import struct
 import threading
 import time
 import traceback
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from . import errors
+from .accounts import Account, Accounts
 from .clock import EmulatorClock
 from .config import EmulatorConfig
 from .errors import ApiError
-from .faults import FaultDraws, FaultPlanner, RateLimiter
+from .faults import FaultDraws, FaultPlanner
 from .forms import canonical, decode
-from .idempotency import IdempotencyStore, SavedResponse
-from .resources import Resource, build_resources
-from .resources.base import Operation
+from .idempotency import SavedResponse
+from .resources import Resource
+from .routing import Route, Router
+from .stats import Stats
+
+__all__ = ["EmulatorServer", "EmulatorState", "Route", "Router", "Stats"]
 
 STRIPE_VERSION = "2026-10-28.endive"  # the pinned SDK's version; echoed unless the client sends one
 HOST = "127.0.0.1"
@@ -49,148 +52,9 @@ def _request_id() -> str:
     return "req_" + "".join(_request_ids.choices(_ALNUM, k=14))
 
 
-@dataclass(frozen=True)
-class Route:
-    endpoint: str  # Stripe's name for the operation, e.g. "POST /v1/customers/{id}"
-    object_id: str | None = None
-    resource: Resource | None = None
-    operation: Operation | None = None  # the resource's method for this endpoint
-    own_pool: bool = False  # its own rate-limit pool: the global limit does not count it
-    token_auth: bool = False  # authenticated by a token its resource checks, not an API key
-
-    @property
-    def is_write(self) -> bool:
-        return self.endpoint.startswith(("POST", "DELETE"))
-
-    @property
-    def is_v2(self) -> bool:
-        return self.endpoint.split(" ", 1)[1].startswith("/v2/")
-
-    @property
-    def permission(self) -> str:
-        """The restricted-key permission this request needs, as its resource names it."""
-        assert self.resource is not None
-        return self.resource.permission(self.endpoint)
-
-    def run(self, params: dict[str, Any]) -> Any:
-        assert self.operation is not None
-        return self.operation(params, self.object_id)
-
-
-class Router:
-    """(method, path) -> Route, from the endpoints the resources declare.
-
-    A template segment in braces (`{id}`) matches any non-empty segment and names the object;
-    literal segments win over it (`/v1/customers/search` before `/v1/customers/{id}`).
-    """
-
-    def __init__(self, resources: Iterable[Resource]) -> None:
-        table: dict[tuple[str, int], list[tuple[tuple[str | None, ...], Route]]] = {}
-        for resource in resources:
-            for method, suffix, attribute in resource.routes:
-                endpoint = resource.endpoint_name(method, suffix)
-                template = endpoint.split(" ", 1)[1]  # "/v1/..." or "/v2/..."
-                segments = tuple(
-                    None if s.startswith("{") else s for s in template.strip("/").split("/")
-                )
-                route = Route(
-                    endpoint,
-                    None,
-                    resource,
-                    getattr(resource, attribute),
-                    own_pool=attribute in resource.own_rate_limit_pool,
-                    token_auth=attribute in resource.token_auth,
-                )
-                table.setdefault((method, len(segments)), []).append((segments, route))
-        for candidates in table.values():
-            candidates.sort(key=lambda c: sum(s is None for s in c[0]))
-        self._table = table
-
-    def route(self, method: str, path: str) -> Route | None:
-        parts = [unquote(p) for p in path.strip("/").split("/")]
-        for segments, template in self._table.get((method, len(parts)), ()):
-            ids: list[str] = []
-            for want, got in zip(segments, parts, strict=True):
-                if want is None and got:
-                    ids.append(got)
-                elif want != got:
-                    break
-            else:
-                return dataclasses.replace(template, object_id=ids[-1] if ids else None)
-        return None
-
-
 # Endpoints where Stripe ignores Idempotency-Key (the SDK sends one on every v2 POST): the
 # meter event stream takes none and de-duplicates events by their identifier instead.
 NO_IDEMPOTENCY = frozenset({"POST /v2/billing/meter_event_stream"})
-
-
-class Stats:
-    """What the emulator saw and did, for assertions and benchmark reports."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests_total = 0
-            self.by_endpoint: Counter[str] = Counter()
-            self.by_status: Counter[str] = Counter()
-            self.by_endpoint_status: dict[str, Counter[str]] = {}
-            self.writes_committed = 0
-            self.writes_by_endpoint: Counter[str] = Counter()
-            self.idempotent_replays = 0
-            self.faults: Counter[str] = Counter()
-            self.in_flight = 0
-            self.max_in_flight = 0
-            self.executing = 0  # writes past their locks and idempotency key, not yet committed
-
-    def enter(self, endpoint: str) -> int:
-        with self._lock:
-            self.requests_total += 1
-            self.by_endpoint[endpoint] += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            return self.in_flight
-
-    def leave(self, endpoint: str, outcome: str, fault: str | None) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self.by_status[outcome] += 1
-            self.by_endpoint_status.setdefault(endpoint, Counter())[outcome] += 1
-            if fault:
-                self.faults[fault] += 1
-
-    def committed(self, endpoint: str) -> None:
-        with self._lock:
-            self.writes_committed += 1
-            self.writes_by_endpoint[endpoint] += 1
-
-    def executing_delta(self, delta: int) -> None:
-        with self._lock:
-            self.executing += delta
-
-    def replayed(self) -> None:
-        with self._lock:
-            self.idempotent_replays += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests_total": self.requests_total,
-                "by_endpoint": dict(self.by_endpoint),
-                "by_status": dict(self.by_status),
-                "by_endpoint_status": {k: dict(v) for k, v in self.by_endpoint_status.items()},
-                "writes_committed": self.writes_committed,
-                "writes_by_endpoint": dict(self.writes_by_endpoint),
-                "idempotent_replays": self.idempotent_replays,
-                "faults": dict(self.faults),
-                "faults_total": sum(self.faults.values()),
-                "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight,
-                "executing": self.executing,
-            }
 
 
 class EmulatorState:
@@ -199,40 +63,56 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.clock = EmulatorClock()  # Stripe's calendar, as tests move it (not latency, limits)
-        self.resources = build_resources(
+        self.accounts = Accounts(
+            config.account_id,
             seed=config.seed,
             search_delay=lambda: self.config.search_delay_seconds,
             clock=self.clock,
         )
-        self.router = Router(self.resources.values())
-        self.store = self.resources["customers"].store  # the customer store, as before
-        self.limiter = RateLimiter()
+        self.accounts.ensure(config.accounts, config.seed)
         self.planner = FaultPlanner()
-        self.idempotency = IdempotencyStore()
-        self.stats = Stats()
         self._config_lock = threading.Lock()
 
     @property
-    def stored(self) -> list[Resource]:
-        """The resources that keep objects, in build order (customers, products, prices)."""
-        return [r for r in self.resources.values() if r.has_store]
+    def platform(self) -> Account:
+        return self.accounts.platform
+
+    @property
+    def resources(self) -> dict[str, Resource]:
+        """The platform's resources (each connected account has its own)."""
+        return self.platform.resources
 
     def update_config(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         with self._config_lock:
             self.config = self.config.updated(changes)
+            self.platform.id = self.config.account_id
+            self.accounts.ensure(self.config.accounts, self.config.seed)
             return self.config
 
     def reset(self, *, stats_only: bool = False) -> None:
-        self.stats.reset()
-        self.limiter.reset()
-        for resource in self.resources.values():
-            resource.reset_stats()
+        self.accounts.reset(self.config.seed, stats_only=stats_only)
         if not stats_only:
-            for resource in self.stored:
-                resource.reset(self.config.seed)
+            self.accounts.ensure(self.config.accounts, self.config.seed)
             self.planner.reset()
-            self.idempotency.reset()
             self.clock.reset()
+
+    def connect(self, payload: Any) -> dict[str, Any]:
+        """`POST /_emulator/accounts`: connect `{"count": N}` new accounts or `{"ids": [...]}`
+        by id (already connected ones are kept); answers `{"ids": [...]}`."""
+        count = payload.get("count") if isinstance(payload, dict) else None
+        ids = payload.get("ids") if isinstance(payload, dict) else None
+        if len(payload or {}) != 1 or not (
+            (type(count) is int and count >= 0)
+            or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
+        ):
+            raise ValueError('POST /_emulator/accounts takes {"count": N} or {"ids": [...]}')
+        requested: list[str | None] = [None] * count if count is not None else list(ids or [])
+        accounts = self.accounts.connect(requested, self.config.seed)
+        return {"ids": [account.id for account in accounts]}
+
+    def describe_accounts(self) -> dict[str, Any]:
+        """`GET /_emulator/accounts`: the platform's id and the connected ones, oldest first."""
+        return {"platform": self.platform.id, "data": [a.id for a in self.accounts.connected]}
 
     def set_clock(self, payload: Any) -> dict[str, float]:
         """`POST /_emulator/clock`: `{"advance_seconds": N}`, `{"now": unix}` or
@@ -255,45 +135,6 @@ class EmulatorState:
         else:
             raise ValueError(f"POST /_emulator/clock: bad {key!r}: {value!r}")
         return self.clock.describe()
-
-    def control_read(self, name: str) -> Any:
-        """`GET /_emulator/<name>` for the reads resources declare (`control_reads`)."""
-        for resource in self.resources.values():
-            attribute = resource.control_reads.get(name)
-            if attribute is not None:
-                return getattr(resource, attribute)()
-        return None
-
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
-        """Insert customers directly (no API accounting), searchable at once."""
-        return self.resources["customers"].seed(items)
-
-    def seed_all(self, payload: Any) -> dict[str, Any]:
-        """`POST /_emulator/seed`: a list of customers (`{"ids": [...]}`), or an object of
-        lists by resource name, seeded in build order so prices can name seeded products
-        (`{"ids": [every id], "customers": [...], "products": [...], ...}`)."""
-        if isinstance(payload, list):
-            return {"ids": self.seed(payload)}
-        if not isinstance(payload, dict):
-            raise ValueError(
-                "POST /_emulator/seed takes a JSON list of customers or an object of lists "
-                f"by resource ({', '.join(r.name for r in self.stored)})"
-            )
-        known = {r.name for r in self.stored}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise ValueError(f"cannot seed {', '.join(unknown)}; one of {sorted(known)}")
-        result: dict[str, Any] = {"ids": []}
-        for resource in self.stored:
-            if resource.name not in payload:
-                continue
-            items = payload[resource.name]
-            if not isinstance(items, list):
-                raise ValueError(f"seed {resource.name!r} takes a JSON list")
-            ids = resource.seed(items)
-            result[resource.name] = ids
-            result["ids"].extend(ids)
-        return result
 
 
 class _Drop(Exception):
@@ -381,7 +222,13 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         config = state.config
         request_id = _request_id()
-        found = state.router.route(method, path)
+        # Stripe-Account: the connected account this request acts on. One the platform cannot
+        # act for is refused after auth; until then the request is the platform's.
+        requested = (self.headers.get("Stripe-Account") or "").strip()
+        account = state.accounts.get(requested)
+        denied = requested if account is None else None
+        account = account or state.platform
+        found = account.router.route(method, path)
         endpoint = found.endpoint if found else "other"
         idem_key = self.headers.get("Idempotency-Key") if method == "POST" else None
         if endpoint in NO_IDEMPOTENCY:
@@ -389,13 +236,26 @@ class Handler(BaseHTTPRequestHandler):
         # Not the idempotency key: stripe-python puts a random one on every POST, and the same
         # traffic must draw the same faults on every run.
         fingerprint = f"{method} {path}?{query}|{body.decode('latin-1')}"
+        if account.connected:
+            fingerprint = f"{account.id}|{fingerprint}"
         draws = state.planner.draw(config, fingerprint)
-        in_flight = state.stats.enter(endpoint)
+        in_flight = account.stats.enter(endpoint)
         outcome, fault = "error", None
         started = time.monotonic()
         try:
             answer, fault, latency_left = self._api_answer(
-                config, found, method, path, query, body, request_id, idem_key, draws, in_flight
+                config,
+                account,
+                denied,
+                found,
+                method,
+                path,
+                query,
+                body,
+                request_id,
+                idem_key,
+                draws,
+                in_flight,
             )
             if draws.slow_response and config.slow_response_seconds > 0:
                 fault = fault or "slow_response"
@@ -415,11 +275,13 @@ class Handler(BaseHTTPRequestHandler):
             headers = [("Content-Type", "application/json"), ("Request-Id", request_id)]
             return _Answer(500, _json_bytes(exc.body(request_id)), headers)
         finally:
-            state.stats.leave(endpoint, outcome, fault)
+            account.stats.leave(endpoint, outcome, fault)
 
     def _api_answer(
         self,
         config: EmulatorConfig,
+        account: Account,
+        denied: str | None,
         found: Route | None,
         method: str,
         path: str,
@@ -430,8 +292,8 @@ class Handler(BaseHTTPRequestHandler):
         draws: FaultDraws,
         in_flight: int,
     ) -> tuple[_Answer, str | None, float]:
-        """(answer, injected fault name, latency still to sleep before answering)."""
-        state = self.server.state
+        """(answer, injected fault name, latency still to sleep before answering); `denied`
+        names a Stripe-Account the platform cannot act for (`account` is then the platform)."""
         headers = [
             ("Content-Type", "application/json"),
             ("Request-Id", request_id),
@@ -456,20 +318,21 @@ class Handler(BaseHTTPRequestHandler):
                     "global-concurrency", "concurrency_limit", config.should_retry_on_rate_limit
                 )
             if found is not None and found.token_auth:
-                assert found.resource is not None
-                token = self._credentials()
-                if not token:
+                credential = self._credentials()
+                if not credential:
                     raise ApiError(401, errors.NO_KEY_MESSAGE)
-                found.resource.check_token(token)
             else:
-                api_key = self._authenticate(config)
+                credential = self._authenticate(config)
                 if found is None:
                     raise errors.unrecognized_url(method, path)
-                lacking = config.restricted_keys.get(api_key, ())
-                if found.permission in lacking:
-                    raise errors.missing_permission(api_key, config.account_id, found.permission)
-            assert found is not None
-            self._rate_limit(config, found)
+            if denied is not None:
+                raise errors.account_invalid(credential, denied)
+            assert found is not None and found.resource is not None
+            if found.token_auth:
+                found.resource.check_token(credential)
+            elif found.permission in config.restricted_keys.get(credential, ()):
+                raise errors.missing_permission(credential, account.id, found.permission)
+            self._rate_limit(config, account, found)
             if draws.random_429:
                 raise errors.rate_limited(
                     "global-rate", "random_429", config.should_retry_on_rate_limit
@@ -489,11 +352,11 @@ class Handler(BaseHTTPRequestHandler):
                     raise errors.invalid(
                         "Invalid idempotency key: must be at most 255 characters long"
                     )
-                saved = state.idempotency.begin(idem_key, path, canonical(params))
+                saved = account.idempotency.begin(idem_key, path, canonical(params))
             except ApiError as exc:
                 return error_answer(exc), exc.fault, latency
             if saved is not None:
-                state.stats.replayed()
+                account.stats.replayed()
                 replay_headers = [
                     (k, v) for k, v in saved.headers if k not in ("Request-Id", "Idempotency-Key")
                 ]
@@ -514,11 +377,11 @@ class Handler(BaseHTTPRequestHandler):
 
         try:
             answer, fault, executed, latency = self._execute(
-                config, found, params, draws, latency, headers, error_answer
+                config, account.stats, found, params, draws, latency, headers, error_answer
             )
         except BaseException:
             if idem_key is not None:
-                state.idempotency.finish(idem_key, None)
+                account.idempotency.finish(idem_key, None)
             raise
         if idem_key is not None:
             keep = executed and answer.status != 400
@@ -528,7 +391,7 @@ class Handler(BaseHTTPRequestHandler):
                 response = SavedResponse(
                     path, canonical(params), answer.status, answer.body, extra, request_id
                 )
-            state.idempotency.finish(idem_key, response)
+            account.idempotency.finish(idem_key, response)
         if fault == "dropped_response":
             raise _Drop("dropped_response")
         return answer, fault, latency
@@ -536,6 +399,7 @@ class Handler(BaseHTTPRequestHandler):
     def _execute(
         self,
         config: EmulatorConfig,
+        stats: Stats,
         found: Route,
         params: dict[str, Any],
         draws: FaultDraws,
@@ -544,7 +408,6 @@ class Handler(BaseHTTPRequestHandler):
         error_answer: Any,
     ) -> tuple[_Answer, str | None, bool, float]:
         """Run the operation: (answer, fault, executed, latency left)."""
-        state = self.server.state
         lock = None
         try:
             if draws.server_error:  # server_error_saved: the endpoint ran, then failed
@@ -562,12 +425,12 @@ class Handler(BaseHTTPRequestHandler):
                     raise errors.lock_timeout("lock_timeout")
                 lock = busy
             if found.is_write:
-                state.stats.executing_delta(1)
+                stats.executing_delta(1)
                 try:
                     time.sleep(latency)  # holds the object lock and idempotency key meanwhile
                     data = found.run(params)
                 finally:
-                    state.stats.executing_delta(-1)
+                    stats.executing_delta(-1)
                 latency = 0.0
             else:
                 data = found.run(params)
@@ -579,7 +442,7 @@ class Handler(BaseHTTPRequestHandler):
                 lock.release()
         fault = None
         if found.is_write:
-            state.stats.committed(found.endpoint)
+            stats.committed(found.endpoint)
             if draws.drop_response:
                 fault = "dropped_response"
         return _Answer(200, _json_bytes(data), list(headers)), fault, True, latency
@@ -631,18 +494,20 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.invalid_api_key(key)
         return key
 
-    def _rate_limit(self, config: EmulatorConfig, found: Route) -> None:
+    def _rate_limit(self, config: EmulatorConfig, account: Account, found: Route) -> None:
+        """Stripe measures rate limits per account: each account has its own windows."""
         endpoint = found.endpoint
         limits: list[tuple[str, float]] = []
         counted_globally = not found.own_pool or config.own_pool_in_global_limit
-        if config.rate_limit is not None and counted_globally:
-            limits.append(("global", config.rate_limit))
+        global_limit = config.global_limit(connected=account.connected)
+        if global_limit is not None and counted_globally:
+            limits.append(("global", global_limit))
         endpoint_limit = config.endpoint_limit(endpoint)
         if endpoint_limit is not None:
             limits.append((endpoint, endpoint_limit))
         if not limits:
             return
-        refused = self.server.state.limiter.admit(limits, config.rate_limit_algorithm)
+        refused = account.limiter.admit(limits, config.rate_limit_algorithm)
         if refused == "global":
             raise errors.rate_limited(
                 "global-rate", "global_rate_limit", config.should_retry_on_rate_limit
@@ -657,8 +522,11 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
         state = self.server.state
         headers = [("Content-Type", "application/json")]
-        dumps = {r.name: r for r in state.stored}  # GET /_emulator/customers, .../products, ...
+        flags = parse_qs(query)
         try:
+            # `?account=acct_...`: a connected account's objects, seeds and stats
+            account = state.accounts.require(flags.get("account", [None])[0])
+            dumps = {r.name: r for r in account.stored}  # GET /_emulator/customers, ...
             payload = json.loads(body) if body.strip() else None
             if method == "GET" and path == "/_emulator/health":
                 data: Any = {"ok": True}
@@ -669,28 +537,29 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError("POST /_emulator/config takes a JSON object")
                 data = state.update_config(payload).to_dict()
             elif method == "GET" and path == "/_emulator/stats":
-                data = state.stats.snapshot()
-                for resource in state.stored:  # live counts: "customers", "products", ...
-                    data[resource.name] = resource.live_count
-                for resource in state.resources.values():  # "meter_events": {...}, ...
-                    data.update(resource.extra_stats())
-                data["idempotency_keys"] = len(state.idempotency)
+                data = account.snapshot()
+                data["requests_by_account"] = {
+                    a.id: a.stats.requests_total for a in state.accounts.all()
+                }
             elif method == "POST" and path == "/_emulator/reset":
                 stats_only = bool((payload or {}).get("stats_only"))
                 state.reset(stats_only=stats_only)
                 data = {"ok": True, "stats_only": stats_only}
             elif method == "POST" and path == "/_emulator/seed":
-                data = state.seed_all(payload)
+                data = account.seed_all(payload)
+            elif method == "GET" and path == "/_emulator/accounts":
+                data = state.describe_accounts()
+            elif method == "POST" and path == "/_emulator/accounts":
+                data = state.connect(payload)
             elif method == "GET" and path == "/_emulator/clock":
                 data = state.clock.describe()
             elif method == "POST" and path == "/_emulator/clock":
                 data = state.set_clock(payload)
             elif method == "GET" and (
-                (read := state.control_read(path.removeprefix("/_emulator/"))) is not None
+                (read := account.control_read(path.removeprefix("/_emulator/"))) is not None
             ):
                 data = {"data": read}
             elif method == "GET" and path.removeprefix("/_emulator/") in dumps:
-                flags = parse_qs(query)
                 include_deleted = flags.get("include_deleted", ["false"])[0] == "true"
                 resource = dumps[path.removeprefix("/_emulator/")]
                 data = {"data": resource.dump(include_deleted)}
