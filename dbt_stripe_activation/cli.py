@@ -133,9 +133,19 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "(default: Stripe's published live figures; a tenth in test mode)."),
         click.option("--event-concurrency", type=click.IntRange(1, 512), default=32,
                      show_default=True, help="Meter event requests in flight at most."),
+        click.option("--max-removed", metavar="N|P%",
+                     help="on_removed: the most keys one model may archive or delete in a "
+                     "run, a count or a share of its synced keys (default: 10%, at most "
+                     "1,000); more refuses the whole run before any write."),
+        click.option("--allow-empty-removal", is_flag=True,
+                     help="on_removed: let a model that returns no rows remove its keys "
+                     "(refused by default: an empty model is usually a broken one)."),
         click.option("--resend-uncertain", is_flag=True,
                      help="Send again events sent over 23 hours ago and never acknowledged "
                      "(they may have landed: check the meter first)."),
+        click.option("--notify-webhook", metavar="URL",
+                     help="Post a Slack-compatible summary here when the run fails or exceeds "
+                     "--max-failed-pct (default: $DBT_STRIPE_SYNC_NOTIFY_WEBHOOK)."),
     ]
     for option in reversed(options):
         func = option(func)

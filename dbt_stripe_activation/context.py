@@ -58,6 +58,41 @@ class RunRequest:
     max_event_rps: float | None = None
     event_concurrency: int = 32
     resend_uncertain: bool = False
+    # on_removed: the most keys one model may remove ("N" or "P%" of its synced keys), and
+    # whether a model with no rows may remove anything.
+    max_removed: str | None = None
+    allow_empty_removal: bool = False
+    # alerts (notify.py): a Slack-compatible webhook posted to when a run fails
+    notify_webhook: str | None = None
+
+
+# The guard's default: 10% of a model's synced keys, and never more than 1,000.
+DEFAULT_MAX_REMOVED_PCT = 10.0
+DEFAULT_MAX_REMOVED_CAP = 1000
+
+
+def removal_limit(max_removed: str | None, synced: int) -> tuple[int, str]:
+    """How many keys a model may remove in one run, and how the message names the limit.
+    `N` is a count, `P%` a share of the synced keys (rounded down)."""
+    if max_removed is None:
+        limit = min(DEFAULT_MAX_REMOVED_CAP, int(synced * DEFAULT_MAX_REMOVED_PCT / 100))
+        return limit, (f"{limit}: the default, {DEFAULT_MAX_REMOVED_PCT:g}% of its synced "
+                       f"keys and at most {DEFAULT_MAX_REMOVED_CAP:,}")
+    text = max_removed.strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 <= pct <= 100:
+                raise ValueError
+            limit = int(synced * pct / 100)
+            return limit, f"{limit}: --max-removed {text} of its synced keys"
+        limit = int(text)
+        if limit < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--max-removed {max_removed!r} is not a count or a percentage: "
+                          "write e.g. --max-removed 50 or --max-removed 5%.") from None
+    return limit, f"{limit}: --max-removed {text}"
 
 
 def project_settings(common: CommonOptions) -> ProjectSettings:

@@ -24,7 +24,7 @@ from .errors import ConfigError, LockHeldError, StripeConnectionError
 from .events import EventSender
 from .match import LookupStrategy, Matcher
 from .objects.contract import Behavior
-from .planner import desired_values, plan_row, reject
+from .planner import desired_values, plan_removal, plan_row, reject
 from .records import (
     OUTCOME_OF_ACTION,
     Action,
@@ -35,6 +35,7 @@ from .records import (
     ModelResult,
     Outcome,
     Rejection,
+    RemovedRow,
     RowOutcome,
     RowPlan,
     RowReport,
@@ -202,7 +203,10 @@ class Engine:
             return
         diff = self.warehouse.diff_counts(spec, full_resync=opts.full_resync)
         result.diff = diff
-        result.removed_sample = self.warehouse.removed_keys(spec) if diff.removed else []
+        if spec.removal.active:
+            self._run_removals(spec, run_id, result)
+        elif diff.removed:
+            result.removed_sample = self.warehouse.removed_keys(spec)
         to_plan = diff.total - diff.unchanged if not opts.full_resync else diff.total
         result.counts["unchanged"] += 0 if opts.full_resync else diff.unchanged
         if to_plan == 0:
@@ -289,6 +293,50 @@ class Engine:
                         collect(finished)
                 writer.flush()
         self.on_progress(spec.model.name, done, to_plan)
+
+    def _run_removals(self, spec: SyncSpec, run_id: str, result: ModelResult) -> None:
+        """on_removed: archive or delete the objects of keys that left the model, before the
+        model's own rows (the guard has passed: pipeline.removal_guard). Each outcome lands
+        in the state, so a re-run after a crash removes only what is left; a delete sent
+        again finds the object gone and counts it done."""
+        removed = self.warehouse.removed_rows(spec)
+        if not removed:
+            return
+        writer = _OutcomeWriter(self.warehouse, spec, run_id, self.options)
+
+        def work(row: RemovedRow) -> tuple[RowPlan, Outcome, str | None]:
+            plan = plan_removal(spec, row)
+            done = OUTCOME_OF_ACTION[plan.action]
+            if self.options.dry_run:
+                return plan, done, None
+            assert self.gateway is not None and plan.idempotency_key is not None
+            try:
+                if plan.action is Action.ARCHIVE:
+                    self.gateway.update(spec.object.service, row.stripe_id, plan.params,
+                                        plan.idempotency_key)
+                else:
+                    self.gateway.delete(spec.object.service, row.stripe_id,
+                                        plan.idempotency_key)
+            except StripeWriteError as exc:
+                if exc.code == "resource_missing":  # deleted already (here or in Stripe)
+                    return replace(plan, synced_values=None), Outcome.DELETED, \
+                        f"{spec.object.name} {row.stripe_id} no longer exists in Stripe"
+                return plan, Outcome.FAILED if exc.retryable else Outcome.REJECTED, \
+                    f"Stripe: {exc}"
+            return plan, done, None
+
+        with ThreadPoolExecutor(max_workers=self.options.concurrency,
+                                thread_name_prefix="stripe-remove") as pool:
+            for row, future in [(row, pool.submit(work, row)) for row in removed]:
+                plan, outcome, error = future.result()
+                self.tally(spec, result, row.key_value, plan, outcome, error)
+                if not self.options.dry_run:
+                    # No row hash: a key that comes back is planned again (and restored).
+                    writer.add(RowOutcome(
+                        key_value=row.key_value, action=plan.action.value,
+                        outcome=outcome.value, stripe_id=row.stripe_id, row_hash=None,
+                        synced_values=plan.synced_values, error=error))
+        writer.flush()
 
     def _run_events(self, spec: SyncSpec, run_id: str, result: ModelResult) -> None:
         """Append: the ledger protocol of events.py; never matched, never updated."""
@@ -417,23 +465,26 @@ class Engine:
         return replace(plan, stripe_id=new_id)
 
     def tally(
-        self, spec: SyncSpec, result: ModelResult, row: DiffRow, plan: RowPlan,
+        self, spec: SyncSpec, result: ModelResult, key_value: str | None, plan: RowPlan,
         outcome: Outcome, error: str | None,
     ) -> None:
         """Count one row's outcome and keep it for the report (bounded)."""
         result.counts[outcome.value] += 1
-        if (self.options.dry_run and outcome is Outcome.CREATED and row.key_value is not None
+        if (self.options.dry_run and outcome is Outcome.CREATED and key_value is not None
                 and spec.model.unique_id in self.referenced):
-            self.planned.setdefault(spec.model.unique_id, set()).add(row.key_value)
+            self.planned.setdefault(spec.model.unique_id, set()).add(key_value)
+        if plan.status is DiffStatus.REMOVED:  # every removal is listed (the guard bounds them)
+            result.removals.append(RowReport(key_value, plan.action.value, plan.stripe_id,
+                                             error, diffs=plan.diffs))
         if outcome.is_problem or outcome is Outcome.ALREADY_SENT:
             if len(result.problems) < MAX_PROBLEMS_REPORTED:
                 result.problems.append(
-                    RowReport(row.key_value, outcome.value, plan.stripe_id or plan.replaces,
+                    RowReport(key_value, outcome.value, plan.stripe_id or plan.replaces,
                               error or plan.reason, diffs=plan.diffs))
             else:
                 result.problems_omitted += 1
         elif plan.diffs and len(result.samples) < self.options.sample_size:
-            result.samples.append(RowReport(row.key_value, plan.action.value,
+            result.samples.append(RowReport(key_value, plan.action.value,
                                             plan.stripe_id, diffs=plan.diffs,
                                             forced_by=plan.forced_by, replaces=plan.replaces))
 
@@ -445,7 +496,7 @@ class Engine:
         self, spec: SyncSpec, result: ModelResult, writer: _OutcomeWriter, row: DiffRow,
         plan: RowPlan, outcome: Outcome, error: str | None, persist: bool = True,
     ) -> None:
-        self.tally(spec, result, row, plan, outcome, error)
+        self.tally(spec, result, row.key_value, plan, outcome, error)
         if self.options.dry_run or not persist:
             return
         # A replace that failed leaves the old object as the key's object.

@@ -39,3 +39,8 @@ class LockHeldError(SyncError):
 
 class LiveModeError(SyncError):
     """A live-mode key without the explicit opt-in: test pipelines never write production."""
+
+
+class RemovalGuardError(SyncError):
+    """on_removed would remove more than --max-removed allows, or the model is empty:
+    refused before any write (a broken model must never empty a Stripe account)."""

@@ -228,8 +228,8 @@ class EventSender:
             for events in chunk.requests:
                 for event in events:
                     self.done += 1
-                    self.engine.tally(spec, self.result, event.row, _sent_plan(spec, event),
-                                      Outcome.SENT, None)
+                    self.engine.tally(spec, self.result, event.row.key_value,
+                                      _sent_plan(spec, event), Outcome.SENT, None)
             return
         done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
         for events, error in zip(chunk.requests, answers, strict=True):
@@ -253,7 +253,7 @@ class EventSender:
         persist: list[RowOutcome] = []
         for row, plan, outcome, error in items:
             self.done += 1
-            engine.tally(spec, self.result, row, plan, outcome, error)
+            engine.tally(spec, self.result, row.key_value, plan, outcome, error)
             if self.options.dry_run:
                 continue
             if row.status is DiffStatus.UNSYNCED and outcome is not Outcome.SENT:

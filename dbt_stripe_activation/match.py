@@ -18,7 +18,7 @@ from typing import Any
 
 from .objects.base import flatten_object, normalize_key
 from .objects.contract import KeyLookup
-from .records import NO_MATCH, DesiredRow, Match
+from .records import NO_MATCH, DesiredRow, Match, Outcome
 from .spec import SyncSpec
 from .stripe_api import StripeGateway
 
@@ -52,6 +52,8 @@ class Matcher:
         self._paths = [m.path for m in spec.fields]
         if spec.object.group_limit is not None:  # read the parent too (a subscription)
             self._paths.append(spec.object.group_limit.attribute)
+        # on_removed archive: whether a found object is archived (restored when back).
+        self._paths += [p for p in spec.removal.archive_values if p not in self._paths]
         self._index: dict[str, list[tuple[str, dict[str, Any]]]] | None = None
         self._lock = threading.Lock()
         self.chosen: LookupStrategy | None = None
@@ -101,7 +103,8 @@ class Matcher:
     def match(self, desired: DesiredRow, *, ignore_state: bool = False) -> Match:
         row = desired.row
         previous = row.previous
-        if self.use_state and not ignore_state and previous is not None and previous.stripe_id:
+        if (self.use_state and not ignore_state and previous is not None
+                and previous.stripe_id and previous.outcome != Outcome.DELETED.value):
             return Match((previous.stripe_id,), dict(previous.synced_values), source="state")
         if self._index is not None:
             found = self._index.get(row.key_value or "", [])

@@ -9,12 +9,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import report
-from .context import CommonOptions, RunRequest, project_settings, stripe_settings
+from . import notify, report
+from .context import (
+    CommonOptions,
+    RunRequest,
+    project_settings,
+    removal_limit,
+    stripe_settings,
+)
 from .errors import (
     ConfigError,
     LiveModeError,
     ProjectError,
+    RemovalGuardError,
     StripeConnectionError,
     WarehouseError,
 )
@@ -99,6 +106,35 @@ def _check_references(warehouse: Any, specs: list[SyncSpec]) -> None:
             )
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def removal_guard(warehouse: Any, specs: list[SyncSpec], request: RunRequest) -> list[str]:
+    """on_removed: each model's removals weighed before any write. A model with no rows
+    removes nothing without --allow-empty-removal (a broken model looks just like that);
+    more than --max-removed is refused with the count and the flag that allows it."""
+    problems = []
+    for spec in specs:
+        if not spec.removal.active:
+            continue
+        removed, synced, rows = warehouse.removal_counts(spec)
+        if not removed:
+            continue
+        mode = spec.removal.mode.value
+        if rows == 0 and not request.allow_empty_removal:
+            problems.append(
+                f"{spec.model.label}: returned no rows, so on_removed: {mode} would remove "
+                f"all {removed} of its synced keys. Nothing was written. If the model is "
+                "meant to be empty, run again with --allow-empty-removal."
+            )
+            continue
+        limit, how = removal_limit(request.max_removed, synced)
+        if removed > limit:
+            problems.append(
+                f"{spec.model.label}: on_removed: {mode} would remove {removed} of its "
+                f"{synced} synced keys, more than allowed ({how}). Nothing was written. "
+                f"Check the model; if it is right, run again with --max-removed {removed}."
+            )
+    return problems
 
 
 def _ensure_bookkeeping(warehouse: Any) -> None:
@@ -213,6 +249,7 @@ def run_reset(common: CommonOptions) -> ResetResult:
     return ResetResult(cleared=cleared)
 
 
+@notify.reported
 def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     from .engine import Engine, SyncOptions, new_run_id
     from .match import LookupStrategy
@@ -222,6 +259,8 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     settings = project_settings(common)
     # A run refused before it starts must not leave the last run's results for CI to read.
     (settings.resolved_target_path / "stripe_sync_results.json").unlink(missing_ok=True)
+    notify.check_webhook(request)
+    removal_limit(request.max_removed, 0)  # a bad --max-removed fails before anything
     manifest, specs = load_specs(settings, common)
     stripe = stripe_settings(common, request)
     dry_run = request.command == "plan"
@@ -247,6 +286,9 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
         _validate_columns(warehouse, specs)
         _ensure_bookkeeping(warehouse)
         _check_references(warehouse, specs)
+        refused = removal_guard(warehouse, specs, request)
+        if refused and not dry_run:
+            raise RemovalGuardError("\n".join(refused))
         gateway = StripeGateway(stripe)
         with report.ModelProgress(disabled=common.output != "text") as progress:
             engine = Engine(warehouse, gateway, options, on_progress=progress.update_model)
@@ -260,6 +302,8 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
                     if isinstance(result.exception, (StripeConnectionError, WarehouseError)):
                         break  # a refused key or a lost warehouse fails every model
     code = report.exit_code(results, request.max_failed_pct)
+    if refused:  # plan: shows the removals, and fails as the sync would
+        code, error = report.EXIT_ERROR, "\n".join([*refused, *([error] if error else [])])
     document = report.results_document(
         request.command, run_id, results, code,
         stripe={"mode": stripe.mode, "api_base": stripe.api_base}, error=error)

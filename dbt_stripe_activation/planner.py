@@ -21,6 +21,7 @@ from .objects.base import (
     resolve_field,
     validate_values,
 )
+from .objects.contract import RemovalMode
 from .records import (
     Action,
     DesiredRow,
@@ -29,6 +30,7 @@ from .records import (
     FieldDiff,
     Match,
     Rejection,
+    RemovedRow,
     RowPlan,
 )
 from .spec import Behavior, FieldMapping, NullPolicy, SyncSpec
@@ -139,8 +141,9 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
     if spec.behavior is Behavior.CREATE_ONLY:
         return replace(base, action=Action.SKIP, stripe_id=stripe_id, synced_values=synced,
                        reason=f"{obj.name} {stripe_id} exists (create_only leaves it as is)")
+    wanted = {**_restore(spec, current, desired.values), **desired.values}
     changed = {
-        path: value for path, value in desired.values.items()
+        path: value for path, value in wanted.items()
         if not _same(current.get(path), value)
     }
     policy = obj.replace
@@ -159,12 +162,47 @@ def plan_row(spec: SyncSpec, desired: DesiredRow, match: Match) -> RowPlan:
     changed = {p: v for p, v in changed.items() if not resolve_field(obj, p).create_only}
     if not changed:
         return replace(base, stripe_id=stripe_id, synced_values=synced)
-    to_send = _with_whole_groups(spec, changed, desired.values)
+    to_send = _with_whole_groups(spec, changed, wanted)
     params = {**build_params(to_send, create=False, spec=obj), **spec.request_params}
     diffs = tuple(FieldDiff(p, current.get(p), v) for p, v in sorted(changed.items()))
     return replace(base, action=Action.UPDATE, stripe_id=stripe_id, params=params, diffs=diffs,
                    synced_values=synced,
                    idempotency_key=idempotency_key(spec, row, "update", params, stripe_id))
+
+
+def _restore(spec: SyncSpec, current: Mapping[str, Any],
+             desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A key back in the model whose object on_removed archived: what undoes the archive
+    (active=true; a flag unset), for the paths the model does not map itself."""
+    removal = spec.removal
+    if removal.mode is not RemovalMode.ARCHIVE or not removal.archive_values:
+        return {}
+    if not all(_same(current.get(p), v) for p, v in removal.archive_values.items()):
+        return {}
+    return {p: v for p, v in removal.restore_values.items() if p not in desired}
+
+
+def plan_removal(spec: SyncSpec, removed: RemovedRow) -> RowPlan:
+    """on_removed for a key that left the model: archive (the archive values; the state
+    keeps them, so a key that comes back is restored) or delete."""
+    archive = spec.removal.mode is RemovalMode.ARCHIVE
+    values = dict(spec.removal.archive_values) if archive else {}
+    params = build_params(values, create=False, spec=spec.object) if archive else {}
+    action = Action.ARCHIVE if archive else Action.DELETE
+    material = json.dumps(
+        [spec.model.unique_id, spec.object.name, removed.key_value, action.value,
+         removed.stripe_id, removed.synced_at.isoformat() if removed.synced_at else None,
+         params], sort_keys=True, default=str, separators=(",", ":"))
+    return RowPlan(
+        key_value=removed.key_value, action=action, row_hash="", status=DiffStatus.REMOVED,
+        stripe_id=removed.stripe_id, params=params,
+        diffs=tuple(FieldDiff(p, removed.synced_values.get(p), v) for p, v in values.items()),
+        synced_values={**removed.synced_values, **values} if archive else None,
+        # The time of the state row is part of the key: archived, back, and removed again
+        # within Stripe's 24 hours is a second archive, not a replay of the first.
+        idempotency_key=f"dsa-{action.value}-"
+        + hashlib.sha256(material.encode()).hexdigest()[:48],
+    )
 
 
 def _create(spec: SyncSpec, desired: DesiredRow, base: RowPlan) -> RowPlan:
@@ -270,6 +308,10 @@ def idempotency_key(
     re-sent update sets the same values.)
     """
     previous = row.previous.row_hash if (row.previous and action != "create") else ""
+    if action == "create" and row.previous and row.previous.stripe_id:
+        # The key's object was deleted (on_removed): a new object, not a replay of the
+        # create that made the deleted one.
+        previous = row.previous.stripe_id
     failure = row.previous.error if (row.previous and row.previous.outcome == "failed") else None
     material = json.dumps(
         [spec.model.unique_id, spec.object.name, row.key_value, action, stripe_id, previous,

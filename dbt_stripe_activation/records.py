@@ -24,6 +24,8 @@ class Action(str, Enum):
     UNCHANGED = "unchanged"
     SKIP = "skip"  # create_only: a match exists, left alone
     SEND = "send"  # append: an event never sent
+    ARCHIVE = "archive"  # on_removed: the key left the model
+    DELETE = "delete"  # on_removed: the key left the model (permanent)
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
 
@@ -44,6 +46,9 @@ class Outcome(str, Enum):
     # append: sent, never acknowledged, and now past Stripe's de-duplication window: re-sent
     # only when asked (it may have landed).
     UNCERTAIN = "uncertain"
+    # on_removed: the key left the model and its object was archived or deleted.
+    ARCHIVED = "archived"
+    DELETED = "deleted"
 
     @property
     def succeeded(self) -> bool:
@@ -69,6 +74,8 @@ OUTCOME_OF_ACTION = {
     Action.UNCHANGED: Outcome.UNCHANGED,
     Action.SKIP: Outcome.SKIPPED,
     Action.SEND: Outcome.SENT,
+    Action.ARCHIVE: Outcome.ARCHIVED,
+    Action.DELETE: Outcome.DELETED,
     Action.REJECTED: Outcome.REJECTED,
     Action.NOT_FOUND: Outcome.NOT_FOUND,
 }
@@ -87,6 +94,7 @@ class DiffStatus(str, Enum):
     # outcome and its stored reason, never re-sent (it is retried when its data changes).
     UNSYNCED = "unsynced"
     INVALID_KEY = "invalid_key"  # null/empty key, or key shared by several rows
+    REMOVED = "removed"  # on_removed: the key left the model (a state row, no model row)
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,16 @@ class DiffRow:
 
 
 @dataclass(frozen=True)
+class RemovedRow:
+    """A key that left the model while its Stripe object still exists (on_removed)."""
+
+    key_value: str
+    stripe_id: str
+    synced_values: Mapping[str, Any]
+    synced_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DiffCounts:
     """Counts from the diff, computed in SQL over the whole model."""
 
@@ -138,7 +156,7 @@ class RowOutcome:
     action: str  # an Action value
     outcome: str  # an Outcome value
     stripe_id: str | None
-    row_hash: str
+    row_hash: str | None  # None: planned again if the key comes back (a removal)
     synced_values: Mapping[str, Any] | None  # None: keep what the state had
     error: str | None
 
@@ -258,6 +276,7 @@ class ModelResult:
     problems_omitted: int = 0  # beyond MAX_PROBLEMS_REPORTED: in stripe_sync_row_results
     samples: list[RowReport] = field(default_factory=list)  # field-level diffs
     removed_sample: list[str] = field(default_factory=list)
+    removals: list[RowReport] = field(default_factory=list)  # on_removed: every one
     lookup: str | None = None
     reads: int = 0
     writes: int = 0

@@ -116,6 +116,8 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
             for s in result.samples
         ],
         "removed_sample": list(result.removed_sample),
+        "removals": [{"key": r.key, "stripe_id": r.stripe_id, "action": r.action,
+                      "reason": r.reason} for r in result.removals],
     }
 
 
@@ -157,14 +159,17 @@ _PLAN_HEADINGS = {
     "created": "create", "updated": "update", "replaced": "replace", "unchanged": "unchanged",
     "skipped": "skip", "sent": "send", "already_sent": "already sent",
     "rejected": "rejected", "not_found": "not found", "failed": "failed",
-    "uncertain": "uncertain",
+    "uncertain": "uncertain", "archived": "archive", "deleted": "delete",
 }
 # Shown for every run; the others only when some model has them.
 _ALWAYS_SHOWN = ("created", "updated", "unchanged", "rejected", "not_found", "failed")
 
 
 def render_results(console: Console, results: Sequence[ModelResult], dry_run: bool) -> None:
-    """One row per model with counts per outcome; then the problems and diff samples."""
+    """The removals first (what leaves Stripe is what a reviewer must see), then one row
+    per model with counts per outcome, then the problems and diff samples."""
+    for r in results:
+        _render_removals(console, r, dry_run)
     title = "Plan (nothing written to Stripe)" if dry_run else "Sync results"
     table = Table(title=title, title_justify="left")
     table.add_column("model")
@@ -180,6 +185,22 @@ def render_results(console: Console, results: Sequence[ModelResult], dry_run: bo
     console.print(table)
     for r in results:
         _render_details(console, r, dry_run)
+
+
+def _render_removals(console: Console, r: ModelResult, dry_run: bool) -> None:
+    """on_removed, listed before anything else: every key that left the model, its Stripe
+    id and what happens (or happened) to it."""
+    if not r.removals:
+        return
+    verb = "would be" if dry_run else "were"
+    table = Table(title=f"{r.model}: {len(r.removals)} keys left the model and {verb} "
+                  "removed from Stripe", title_justify="left")
+    for column in ("key", "stripe id", "action", "outcome"):
+        table.add_column(column)
+    for row in r.removals:
+        table.add_row(str(row.key), str(row.stripe_id), row.action,
+                      redact(row.reason) if row.reason else ("planned" if dry_run else "done"))
+    console.print(table)
 
 
 def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:

@@ -22,7 +22,7 @@ from .objects.base import (
     group_members,
     metadata_key_problem,
 )
-from .objects.contract import Behavior, KeySpec
+from .objects.contract import Behavior, KeySpec, RemovalMode
 from .project import DbtModel
 
 
@@ -94,6 +94,21 @@ class FieldMapping:
 
 
 @dataclass(frozen=True)
+class Removal:
+    """`on_removed`: what happens to the Stripe object of a key that left the model. Archive
+    sends `archive_values` (flat paths); a key that comes back gets `restore_values` (None
+    unsets a metadata flag) unless the model maps those paths itself."""
+
+    mode: RemovalMode = RemovalMode.IGNORE
+    archive_values: Mapping[str, Any] = field(default_factory=dict)
+    restore_values: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.mode is not RemovalMode.IGNORE
+
+
+@dataclass(frozen=True)
 class SyncSpec:
     """Everything the pipeline needs to sync one model into one Stripe object type."""
 
@@ -107,6 +122,7 @@ class SyncSpec:
     null_values: NullPolicy = NullPolicy.SKIP
     # Block settings sent with every write (a subscription item's proration_behavior).
     request_params: Mapping[str, str] = field(default_factory=dict)
+    removal: Removal = field(default_factory=Removal)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -138,7 +154,7 @@ class SyncSpec:
 
 # --- parsing: the meta block -> SyncSpec ------------------------------------------------------
 
-SETTINGS = ("object", "behavior", "key", "fields", "null_values")
+SETTINGS = ("object", "behavior", "key", "fields", "null_values", "on_removed")
 KEY_SETTINGS = ("column", "field")
 FIELD_SETTINGS = ("column", "null_values", "ref", "value")
 _NULL_POLICIES = tuple(p.value for p in NullPolicy)
@@ -560,6 +576,8 @@ def _parse(
     )
     key = _parse_key(block, obj, behavior, problems)
     fields = _parse_fields(block, obj, behavior, default_nulls, problems, models or {})
+    removal = _parse_removal(block.get("on_removed"), obj, key, problems) \
+        if obj is not None else Removal()
     if obj is not None:
         if key is not None:
             fields = _with_key_field(key, fields, problems)
@@ -577,8 +595,89 @@ def _parse(
         fields=tuple(fields),
         null_values=default_nulls,
         request_params=request_params,
+        removal=removal,
     )
     return spec, []
+
+
+def _parse_removal(
+    value: Any, obj: ObjectSpec, key: SyncKey | None, problems: _Problems
+) -> Removal:
+    """`on_removed: ignore | archive | delete`, or `{archive: {metadata.<name>: value}}` for
+    objects whose archive is a flag the user names (customers)."""
+    policy = obj.removal
+    modes = [m.value for m in policy.modes]
+    usage = _or([f"{modes[0]} (the default)", *modes[1:]])
+    if value is None:
+        return Removal()
+    if policy.never and value != RemovalMode.IGNORE.value:
+        problems.add("on_removed", f"{_shown(value)} is not available: {policy.never}. "
+                     "Remove the setting (or write `on_removed: ignore`).")
+        return Removal()
+    flag_example = "on_removed: {archive: {metadata.status: archived}}"
+    if isinstance(value, Mapping):
+        if list(value) != [RemovalMode.ARCHIVE.value] or not isinstance(value["archive"], Mapping):
+            problems.add("on_removed", f"a mapping must be {{archive: {{metadata.<name>: "
+                         f"value}}}} (e.g. {flag_example}); got {_shown(value)}.")
+            return Removal()
+        if not policy.archive_by_flag:
+            problems.add("on_removed", f"a {obj.name} archives with "
+                         f"{_flat_text(policy.archive or {})}, no flag to name: write "
+                         "`on_removed: archive`.")
+            return Removal()
+        return _flag_removal(value["archive"], obj, key, problems, flag_example)
+    if not isinstance(value, str) or value not in [m.value for m in RemovalMode]:
+        problems.add("on_removed", f"{_shown(value)} is not valid. Use {usage}.")
+        return Removal()
+    mode = RemovalMode(value)
+    if mode is RemovalMode.ARCHIVE and policy.archive is None and policy.archive_by_flag:
+        problems.add("on_removed", f"a Stripe {obj.name} has no archived state: name the "
+                     f"metadata flag that marks it archived ({flag_example}), or use "
+                     f"delete ({policy.delete_note or 'permanent'}).")
+        return Removal()
+    if mode not in policy.modes:
+        problems.add("on_removed", f"{value!r} is not available for a {obj.name}. Use {usage}.")
+        return Removal()
+    if mode is RemovalMode.ARCHIVE:
+        archive = dict(policy.archive or {})
+        return Removal(mode, archive, dict(policy.restore or {}))
+    return Removal(mode)
+
+
+def _flag_removal(
+    flags: Mapping[Any, Any], obj: ObjectSpec, key: SyncKey | None, problems: _Problems,
+    example: str,
+) -> Removal:
+    archive: dict[str, Any] = {}
+    for path, flag in flags.items():
+        setting = f"on_removed.archive.{path}"
+        if not isinstance(path, str) or not path.startswith(METADATA_PREFIX):
+            problems.add(setting, f"the archive flag must be a metadata key, as in {example}.")
+            continue
+        name = path[len(METADATA_PREFIX):]
+        issue = metadata_key_problem(obj, name)
+        if issue:
+            problems.add(setting, issue + ".")
+            continue
+        if key is not None and key.metadata_name == name:
+            problems.add(setting, f"is the sync key ({key.field}): archiving must keep the "
+                         "key, so a row that comes back finds its object. Name another key.")
+            continue
+        if not isinstance(flag, (str, int, float)) or isinstance(flag, bool) or not str(flag):
+            problems.add(setting, f"must be a non-empty text value, got {_shown(flag)}.")
+            continue
+        archive[path] = str(flag)
+    if not archive and not problems.items:
+        problems.add("on_removed.archive", f"names no flag; e.g. {example}.")
+    return Removal(RemovalMode.ARCHIVE, archive, dict.fromkeys(archive))
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else _type_name(value)
+
+
+def _flat_text(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{path}: {json.dumps(value)}" for path, value in values.items())
 
 
 def _parse_object(block: Mapping[str, Any], problems: _Problems) -> ObjectSpec | None:

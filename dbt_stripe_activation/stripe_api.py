@@ -584,6 +584,16 @@ class StripeGateway:
                 f"update {object_name} {object_id}",
             )
 
+    def delete(self, service_name: str, object_id: str, idempotency_key: str) -> dict[str, Any]:
+        """Permanent (on_removed: delete). A delete whose answer was lost and is sent again
+        finds the object gone: the caller takes `resource_missing` as done."""
+        object_name = _noun(service_name)
+        service = self._service(service_name)
+        options = {"idempotency_key": _idempotency_key(idempotency_key)}
+        with self._object_lock(object_id):
+            return self._write(lambda: service.delete(object_id, options=options),
+                               f"delete {object_name} {object_id}")
+
     def _write(self, call: Callable[[], Any], what: str) -> dict[str, Any]:
         try:
             return _to_dict(self._with_rate_limit_retries(call))

@@ -24,13 +24,14 @@ from .records import (
     DiffCounts,
     DiffRow,
     DiffStatus,
+    RemovedRow,
     RowOutcome,
     RunRecord,
     StateRecord,
 )
 from .spec import SyncSpec
 
-MACROS_API_VERSION = 3  # what macros/util.sql's macros_api_version() must return
+MACROS_API_VERSION = 4  # what macros/util.sql's macros_api_version() must return
 
 STATE_TABLE = "stripe_sync_state"
 RUNS_TABLE = "stripe_sync_runs"
@@ -247,19 +248,34 @@ class Warehouse:
 
     def removed_keys(self, spec: SyncSpec, limit: int = 20) -> list[str]:
         """A sample of keys in state that are gone from the model."""
-        self._ensure()
-        args = self._diff_args(spec)
-        sql = self._render(
-            "removed_keys_sql",
-            relation_name=args["relation_name"],
-            key_column=args["key_column"],
-            casefold=args["casefold"],
-            model_unique_id=spec.model.unique_id,
-            limit=int(limit),
-        )
+        sql = self._render("removed_keys_sql", limit=int(limit), **self._key_args(spec))
         with self._transaction():
             rows = self._execute(sql, None, True)
         return [str(row[0]) for row in rows]
+
+    def removal_counts(self, spec: SyncSpec) -> tuple[int, int, int]:
+        """(keys that left the model whose object Stripe still holds, keys synced, keys the
+        model has): what on_removed would remove, and what its guard weighs it against."""
+        sql = self._render("removed_rows_sql", count_only=True, **self._key_args(spec))
+        with self._transaction():
+            removed, synced, rows = self._execute(sql, None, True)[0]
+        return int(removed or 0), int(synced or 0), int(rows or 0)
+
+    def removed_rows(self, spec: SyncSpec) -> list[RemovedRow]:
+        """The keys on_removed removes, with what the state holds for each. Read whole: the
+        guard bounds how many (at most --max-removed)."""
+        sql = self._render("removed_rows_sql", **self._key_args(spec))
+        with self._transaction():
+            rows = self._execute(sql, None, True)
+        return [RemovedRow(str(key), str(stripe_id), _from_json(values),
+                           _as_utc(synced_at) if synced_at is not None else None)
+                for key, stripe_id, values, synced_at in rows]
+
+    def _key_args(self, spec: SyncSpec) -> dict[str, Any]:
+        self._ensure()
+        args = self._diff_args(spec)
+        return {"relation_name": args["relation_name"], "key_column": args["key_column"],
+                "casefold": args["casefold"], "model_unique_id": spec.model.unique_id}
 
     # -- results and state -----------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ _sa_model as (
     left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
         on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
         and _sa_r{{ loop.index0 }}.key_value = {{ stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) }}
+        and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
     {%- endfor %}
 ),
 _sa_counted as (
@@ -153,7 +154,8 @@ select
     sum(case when _sa_status = 'unsynced' then 1 else 0 end) as _sa_unsynced,
     (
         select count(*) from _sa_state
-        where not exists (
+        where {{ stripe_activation.not_removed('_sa_state') }}
+          and not exists (
             select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
         )
     ) as _sa_removed
@@ -178,11 +180,62 @@ with _sa_model_keys as (
 select _sa_state.key_value
 from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_state
 where _sa_state.model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
+  and {{ stripe_activation.not_removed('_sa_state') }}
   and not exists (
       select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
   )
 order by _sa_state.key_value
 limit {{ limit | int }}
+  {%- endset -%}
+  {{ return(sql) }}
+{% endmacro %}
+
+
+{#- The condition that a state row's object was not removed by on_removed (archived or
+    deleted: `outcomes` narrows it). -#}
+{% macro not_removed(alias, outcomes=['archived', 'deleted']) %}
+  {%- set quoted = [] -%}
+  {%- for o in outcomes -%}{%- do quoted.append(stripe_activation.string_literal(o)) -%}{%- endfor -%}
+  {{- 'coalesce(' ~ alias ~ ".last_outcome, '') not in (" ~ quoted | join(', ') ~ ')' -}}
+{% endmacro %}
+
+
+{#- on_removed: the state rows whose key left the model and whose object Stripe still
+    holds (a Stripe id, not archived or deleted yet), in key order: key_value, stripe_id,
+    synced_values, synced_at. With count_only: one row, how many, how many keys the model
+    has synced (the base of --max-removed P%), and how many keys the model has now. -#}
+{% macro removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false) %}
+  {{ return(adapter.dispatch('removed_rows_sql', 'stripe_activation')(
+      relation_name, key_column, casefold, model_unique_id, count_only)) }}
+{% endmacro %}
+
+{% macro default__removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false) %}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+  {%- set sql -%}
+with _sa_model_keys as (
+    select distinct {{ key_sql }} as _sa_key from {{ relation_name }}
+),
+_sa_live as (
+    select key_value, stripe_id, synced_values, synced_at
+    from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_state
+    where _sa_state.model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
+      and _sa_state.stripe_id is not null
+      and {{ stripe_activation.not_removed('_sa_state') }}
+),
+_sa_gone as (
+    select _sa_live.* from _sa_live
+    where not exists (
+        select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_live.key_value
+    )
+)
+{%- if count_only %}
+select
+    (select count(*) from _sa_gone) as _sa_removed,
+    (select count(*) from _sa_live) as _sa_synced,
+    (select count(*) from _sa_model_keys) as _sa_model_rows
+{%- else %}
+select key_value, stripe_id, synced_values, synced_at from _sa_gone order by key_value
+{%- endif %}
   {%- endset -%}
   {{ return(sql) }}
 {% endmacro %}

@@ -197,6 +197,40 @@ class GroupLimit:
     per_hour: int
 
 
+class RemovalMode(str, Enum):
+    """`on_removed`: what a sync does to the Stripe object of a key that left the model."""
+
+    IGNORE = "ignore"  # report it, leave Stripe as it is (the default)
+    ARCHIVE = "archive"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class RemovalPolicy:
+    """What `on_removed` may do to an object: Stripe's own archived state (a product's or
+    price's active=false) and what undoes it, a metadata flag the user names for objects
+    with no archived state (customers), a permanent delete, or nothing at all (`never`
+    says why)."""
+
+    archive: Mapping[str, Any] | None = None
+    restore: Mapping[str, Any] | None = None
+    archive_by_flag: bool = False
+    delete: bool = False
+    delete_note: str = ""  # what a delete does beyond the object (the README repeats it)
+    never: str = ""
+
+    @property
+    def modes(self) -> tuple[RemovalMode, ...]:
+        if self.never:
+            return (RemovalMode.IGNORE,)
+        modes = [RemovalMode.IGNORE]
+        if self.archive is not None or self.archive_by_flag:
+            modes.append(RemovalMode.ARCHIVE)
+        if self.delete:
+            modes.append(RemovalMode.DELETE)
+        return tuple(modes)
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """Declarative description of one Stripe object type."""
@@ -224,9 +258,8 @@ class ObjectSpec:
     # Paths Stripe returns only when expanded: path prefix -> expand value ("tax." -> "tax").
     read_expand: Mapping[str, str] = field(default_factory=dict)
     replace: ReplacePolicy | None = None
-    # What `archive` sends (product and price: active=false); None: no archive state.
-    archive: Mapping[str, Any] | None = None
-    deletable: bool = False  # DELETE /v1/<objects>/{id} exists and is permanent
+    # What `on_removed` may do when a key leaves the model.
+    removal: RemovalPolicy = field(default_factory=RemovalPolicy)
     check: CheckRequest = field(default_factory=CheckRequest)
     # Row rules beyond single fields (flat path -> converted value), each failure a reason.
     validate_row: Callable[..., list[RowIssue]] | None = None

@@ -13,7 +13,14 @@ from typing import Any
 from stripe.params import CustomerCreateParams, CustomerUpdateParams
 
 from .base import EMAIL_PATTERN, EMAIL_REASON, catalogue_from_sdk, sdk_required
-from .contract import METADATA_KEY, CheckRequest, KeyLookup, KeySpec, ObjectSpec
+from .contract import (
+    METADATA_KEY,
+    CheckRequest,
+    KeyLookup,
+    KeySpec,
+    ObjectSpec,
+    RemovalPolicy,
+)
 
 # Scalar params that are not customer data a model should own (path prefix -> why).
 EXCLUDED = {
@@ -87,9 +94,12 @@ CUSTOMER = ObjectSpec(
         CustomerCreateParams, CustomerUpdateParams, exclude=EXCLUDED, overrides=OVERRIDES
     ),
     keys=KEYS,
-    # Stripe's delete is permanent and cancels the customer's subscriptions; customers
-    # have no archived state.
-    deletable=True,
+    # Customers have no archived state: archive sets a metadata flag the user names. A
+    # delete is permanent.
+    removal=RemovalPolicy(
+        archive_by_flag=True, delete=True,
+        delete_note="Stripe's delete is permanent and immediately cancels the customer's "
+        "active subscriptions"),
     check=CheckRequest(permission="rak_customer_read"),
     required_together={
         group: tuple(sorted(_GROUP_REPRESENTATIVE.get(p, p) for p in paths))

@@ -29,6 +29,7 @@ from .contract import (
     KeySpec,
     ObjectSpec,
     RatePool,
+    RemovalPolicy,
     Requirement,
     RowIssue,
     ValueKind,
@@ -101,6 +102,8 @@ METER_EVENT = ObjectSpec(
         ),
     },
     behaviors=(Behavior.APPEND,),
+    removal=RemovalPolicy(never="a meter event is never removed: usage already sent is "
+                          "billed; correct it with a new event or a meter event adjustment"),
     open_map="payload",
     required_on_create=("event_name",),
     check=CheckRequest(service="billing.meters", permission="rak_billing_meter_read"),

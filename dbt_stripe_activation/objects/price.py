@@ -23,6 +23,7 @@ from .contract import (
     KeyLookup,
     KeySpec,
     ObjectSpec,
+    RemovalPolicy,
     ReplacePolicy,
     RowIssue,
     ValueKind,
@@ -131,8 +132,9 @@ PRICE = ObjectSpec(
         create_extra_by_key={"lookup_key": {"transfer_lookup_key": True}},
         locked_once_set={"tax_behavior": ("inclusive", "exclusive")},
     ),
-    archive={"active": False},
-    deletable=False,
+    # Prices cannot be deleted. An archived price keeps its lookup key, so a key that comes
+    # back finds (and reactivates) the same price, never a second one.
+    removal=RemovalPolicy(archive={"active": False}, restore={"active": True}),
     check=CheckRequest(permission="rak_price_read"),
     validate_row=_row_rules,
 )

@@ -14,7 +14,14 @@ from typing import Any
 from stripe.params import ProductCreateParams, ProductUpdateParams
 
 from .base import catalogue_from_sdk
-from .contract import METADATA_KEY, CheckRequest, KeyLookup, KeySpec, ObjectSpec
+from .contract import (
+    METADATA_KEY,
+    CheckRequest,
+    KeyLookup,
+    KeySpec,
+    ObjectSpec,
+    RemovalPolicy,
+)
 
 EXCLUDED = {
     "expand": "a request option, not a product field",
@@ -50,7 +57,8 @@ PRODUCT = ObjectSpec(
     ),
     keys=KEYS,
     required_on_create=("name",),
-    archive={"active": False},
-    deletable=True,  # only while it has no prices: Stripe refuses otherwise
+    # Deleting works only while the product has no prices: Stripe refuses otherwise (the
+    # row is rejected with Stripe's reason); archive always works.
+    removal=RemovalPolicy(archive={"active": False}, restore={"active": True}, delete=True),
     check=CheckRequest(permission="rak_product_read"),
 )

@@ -22,6 +22,7 @@ from .contract import (
     KeySpec,
     ListedThrough,
     ObjectSpec,
+    RemovalPolicy,
 )
 
 # Stripe: "You can update a subscription's quantity at most 200 times per hour"
@@ -45,6 +46,8 @@ SUBSCRIPTION_ITEM = ObjectSpec(
         # Listed through the subscriptions (an item list needs its subscription).
         "metadata": METADATA_KEY,
     },
+    removal=RemovalPolicy(never="a subscription item is not removed by this tool: removing "
+                          "one changes what the customer pays; end it in Stripe"),
     listed_through=ListedThrough(parent_service="subscriptions", children="items",
                                  parent_filter="subscription"),
     behaviors=(Behavior.UPDATE_ONLY,),

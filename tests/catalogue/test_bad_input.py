@@ -398,6 +398,38 @@ CONFIG_CASES = [
         "materialized: table`).",
     ),
     ConfigCase(
+        "on_removed_archive_without_flag",
+        {**GOOD, "on_removed": "archive"},
+        "{m}: stripe_activation.on_removed: a Stripe customer has no archived state: name the "
+        "metadata flag that marks it archived (on_removed: {{archive: {{metadata.status: "
+        "archived}}}}), or use delete (Stripe's delete is permanent and immediately cancels "
+        "the customer's active subscriptions).",
+    ),
+    ConfigCase(
+        "on_removed_flag_is_the_key",
+        {**GOOD, "on_removed": {"archive": {"metadata.crm_id": "archived"}}},
+        "{m}: stripe_activation.on_removed.archive.metadata.crm_id: is the sync key "
+        "(metadata.crm_id): archiving must keep the key, so a row that comes back finds its "
+        "object. Name another key.",
+    ),
+    ConfigCase(
+        "on_removed_unknown_mode",
+        {**PRICE, "on_removed": "delete"},
+        "{m}: stripe_activation.on_removed: 'delete' is not available for a price. Use ignore "
+        "(the default) or archive.",
+    ),
+    ConfigCase(
+        "on_removed_on_meter_events",
+        {"object": "meter_event", "behavior": "append",
+         "key": {"column": "customer_id", "field": "identifier"},
+         "fields": {"event_name": {"value": "api_calls"}, "payload.value": {"value": "1"},
+                    "payload.stripe_customer_id": "customer_id"},
+         "on_removed": "delete"},
+        "{m}: stripe_activation.on_removed: 'delete' is not available: a meter event is never "
+        "removed: usage already sent is billed; correct it with a new event or a meter event "
+        "adjustment. Remove the setting (or write `on_removed: ignore`).",
+    ),
+    ConfigCase(
         "vars_not_yaml",
         None,
         "--vars must be a YAML mapping, e.g. --vars '{{key: value}}'",
