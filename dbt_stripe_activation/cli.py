@@ -44,6 +44,10 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--target-path", type=click.Path(file_okay=False, path_type=Path),
                      envvar="DBT_TARGET_PATH",
                      help="Where manifest.json is and stripe_sync_results.json goes."),
+        click.option("--manifest", type=click.Path(path_type=Path),
+                     help="Read this manifest.json (e.g. a dbt Cloud run's artifact, or dbt "
+                     "Fusion's) instead of <target-path>/manifest.json; the warehouse comes "
+                     "from the local profile."),
         click.option("--vars", help="dbt vars, as YAML, as `dbt run --vars`."),
         click.option("--select", "-s", multiple=True,
                      help="dbt selection syntax (resolved by dbt itself)."),
@@ -137,6 +141,13 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="on_removed: the most keys one model may archive or delete in a "
                      "run, a count or a share of its synced keys (default: 10%, at most "
                      "1,000); more refuses the whole run before any write."),
+        click.option("--max-account-rps", type=click.FloatRange(min=0.1), default=None,
+                     help="Stripe Connect: each connected account's requests/s (default: "
+                     "the mode's limit, which Stripe applies per account)."),
+        click.option("--shard", metavar="K/N",
+                     help="Stripe Connect: sync only the accounts of shard K of N (by a hash "
+                     "of the account id), under a lock of its own; run the N shards side by "
+                     "side from an orchestrator."),
         click.option("--allow-empty-removal", is_flag=True,
                      help="on_removed: let a model that returns no rows remove its keys "
                      "(refused by default: an empty model is usually a broken one)."),

@@ -62,6 +62,10 @@ class RunRequest:
     # whether a model with no rows may remove anything.
     max_removed: str | None = None
     allow_empty_removal: bool = False
+    # Stripe Connect: each connected account's requests/s, and `K/N`: sync only the
+    # accounts in shard K of N (an orchestrator runs the N shards side by side).
+    max_account_rps: float | None = None
+    shard: str | None = None
     # alerts (notify.py): a Slack-compatible webhook posted to when a run fails
     notify_webhook: str | None = None
 
@@ -95,6 +99,21 @@ def removal_limit(max_removed: str | None, synced: int) -> tuple[int, str]:
     return limit, f"{limit}: --max-removed {text}"
 
 
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """`--shard K/N` -> (K, N), 1 <= K <= N."""
+    if shard is None:
+        return None
+    k_text, _, n_text = shard.strip().partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard {shard!r} is not K/N with 1 <= K <= N: write e.g. "
+                          "--shard 1/4 (the first of four shards).")
+    return k, n
+
+
 def project_settings(common: CommonOptions) -> ProjectSettings:
     variables: dict[str, Any] = {}
     if common.vars:
@@ -112,6 +131,7 @@ def project_settings(common: CommonOptions) -> ProjectSettings:
         target=common.target,
         target_path=common.target_path,
         vars=variables,
+        manifest_path=common.manifest,
     )
 
 
@@ -135,6 +155,7 @@ def stripe_settings(common: CommonOptions, request: RunRequest | None = None) ->
                               "api_key_env": common.api_key_env,
                               "meter_events_base": os.environ.get(METER_EVENTS_BASE_ENV) or None}
     if request is not None:
+        kwargs.update(account_rps=request.max_account_rps)
         kwargs.update(max_rps=request.max_rps, per_endpoint_rps=request.max_endpoint_rps,
                       concurrency=request.concurrency, timeout_seconds=request.request_timeout)
     return StripeSettings(**kwargs)

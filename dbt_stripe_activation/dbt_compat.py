@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ProjectError, WarehouseError
-from .project import ProjectSettings
+from .project import ProjectSettings, is_fusion
 
 SUPPORTED = ">=1.10,<1.12"
 PACKAGE = "stripe_activation"  # the dbt package (the repo root) whose macros we call
@@ -132,9 +132,9 @@ class DbtSession:
     @classmethod
     def open(cls, settings: ProjectSettings, manifest_path: Path) -> DbtSession:
         check_dbt_version()
-        quiet_dbt_events(settings.project_dir / "logs" / "dbt-stripe-sync.log")
+        quiet_dbt_events(_log_path(settings))
         config = _runtime_config(settings)
-        manifest = _load_manifest(manifest_path)
+        manifest = read_dbt_manifest(manifest_path)
         parsed_for = getattr(manifest.metadata, "adapter_type", None)
         if parsed_for and parsed_for != config.credentials.type:
             # dispatch would silently pick the wrong implementations: the manifest holds the
@@ -144,6 +144,8 @@ class DbtSession:
                 f"'{config.target_name}' uses {config.credentials.type}: run `dbt parse "
                 f"--target {config.target_name}` (or `dbt run`) first, then run again."
             )
+        if is_fusion(str(manifest.metadata.dbt_version or "")):
+            _use_installed_adapter_macros(manifest, config)
         from dbt.context.providers import generate_runtime_macro_context
 
         adapter = _register_adapter(config)
@@ -470,16 +472,18 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _runtime_config(settings: ProjectSettings) -> Any:
-    """dbt's RuntimeConfig for the user's project and profile, as `dbt run` would build it."""
-    from dbt.config.runtime import RuntimeConfig
+def _log_path(settings: ProjectSettings) -> Path:
+    return settings.project_dir / "logs" / "dbt-stripe-sync.log"
+
+
+def _set_flags(settings: ProjectSettings) -> argparse.Namespace:
+    """dbt's global flags, as `dbt run` would set them (the selector and the adapter read
+    them); the same arguments build the RuntimeConfig."""
     from dbt.flags import set_from_args
     from dbt_common.context import set_invocation_context
-    from dbt_common.exceptions import DbtBaseException
 
-    project_dir = settings.project_dir.resolve()
     args = argparse.Namespace(
-        project_dir=str(project_dir),
+        project_dir=str(settings.project_dir.resolve()),
         profiles_dir=str(settings.resolved_profiles_dir.resolve()),
         profile=settings.profile,
         target=settings.target,
@@ -487,15 +491,25 @@ def _runtime_config(settings: ProjectSettings) -> Any:
         threads=None,
         target_path=str(settings.target_path) if settings.target_path else None,
     )
+    set_invocation_context(dict(os.environ))
+    set_from_args(args, {})
+    return args
+
+
+def _runtime_config(settings: ProjectSettings) -> Any:
+    """dbt's RuntimeConfig for the user's project and profile, as `dbt run` would build it."""
+    from dbt.config.runtime import RuntimeConfig
+    from dbt_common.exceptions import DbtBaseException
+
     try:
-        set_invocation_context(dict(os.environ))
-        set_from_args(args, {})
+        args = _set_flags(settings)
         return RuntimeConfig.from_args(args)
     except DbtBaseException as exc:
         raise ProjectError(
-            f"dbt cannot load the project in {project_dir} with the profiles in "
-            f"{args.profiles_dir}: {_one_line(exc)}. Fix dbt_project.yml / profiles.yml "
-            "(`dbt debug` shows the same problem), or pass --profiles-dir / --profile / --target."
+            f"dbt cannot load the project in {settings.project_dir.resolve()} with the profiles "
+            f"in {settings.resolved_profiles_dir.resolve()}: {_one_line(exc)}. Fix "
+            "dbt_project.yml / profiles.yml (`dbt debug` shows the same problem), or pass "
+            "--profiles-dir / --profile / --target."
         ) from exc
 
 
@@ -522,23 +536,161 @@ def _register_adapter(config: Any) -> Any:
     return get_adapter(config)
 
 
-def _load_manifest(path: Path) -> Any:
+# -- the manifest in dbt-core's classes: the session's macros, the selection's graph ---------
+
+# The last manifest read, left by the selection for the session of the same run, so a run
+# reads it once: {(path, mtime, size): dbt Manifest}, at most one entry.
+_KEPT: dict[tuple[str, int, int], Any] = {}
+
+
+def read_dbt_manifest(path: Path, keep: bool = False) -> Any:
+    """dbt-core's Manifest of a manifest.json, dbt-core's or dbt Fusion's; `keep` leaves it
+    for the next call on the same, unchanged file, which takes it."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ProjectError(f"Cannot read the dbt manifest at {path}: {exc}") from exc
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    manifest = _KEPT.pop(key, None)
+    _KEPT.clear()
+    if manifest is None:
+        manifest = _read_dbt_manifest(path)
+    if keep:
+        _KEPT[key] = manifest
+    return manifest
+
+
+# What a manifest dbt-core cannot read may raise: dbt's errors, mashumaro's (ValueError,
+# LookupError, TypeError), a file that went away.
+_READ_ERRORS = (OSError, ValueError, LookupError, TypeError)
+
+
+def _read_dbt_manifest(path: Path) -> Any:
     from dbt.contracts.graph.manifest import Manifest, WritableManifest
     from dbt_common.exceptions import DbtBaseException
 
     try:
-        return Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
-    except (DbtBaseException, OSError, ValueError) as exc:
+        writable = WritableManifest.read_and_check_versions(str(path))
+    except (DbtBaseException, *_READ_ERRORS) as exc:
+        try:
+            writable = _read_fusion_manifest(path)
+        except (DbtBaseException, *_READ_ERRORS):
+            writable = None
+        if writable is None:
+            raise ProjectError(
+                f"dbt-core {dbt_core_version()} cannot read the dbt manifest at {path}: "
+                f"{_brief(exc)}. Run `dbt parse` (or `dbt run`) with this dbt version, or "
+                "pass the manifest.json of a dbt-core 1.8+ or dbt Fusion run, then run again."
+            ) from exc
+    return Manifest.from_writable_manifest(writable)
+
+
+def _read_fusion_manifest(path: Path) -> Any:
+    """dbt Fusion's v12 manifest (docs/FUSION.md) in dbt-core's classes, or None when the file
+    is not Fusion's. Fusion writes null where dbt-core expects a value or no key (`config.meta`,
+    ...), its early builds stamped schema v20, and its disabled nodes are partial: read nulls
+    as absent, the schema as v12, and leave the disabled nodes out (nothing here reads them)."""
+    from dbt.contracts.graph.manifest import WritableManifest
+
+    raw = json.loads(path.read_text())
+    metadata = raw.get("metadata") or {}
+    if not is_fusion(str(metadata.get("dbt_version") or "")):
+        return None
+    metadata["dbt_schema_version"] = str(WritableManifest.dbt_schema_version)
+    raw["disabled"] = {}
+    return WritableManifest.upgrade_schema_version(_without_nulls(raw))
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _use_installed_adapter_macros(manifest: Any, config: Any) -> None:
+    """A Fusion manifest carries Fusion's own copies of dbt's and the adapter's macros; the
+    Python adapter that runs here needs the ones installed with it. The project's and its
+    packages' macros (ours among them) stay the manifest's."""
+    from dbt.parser.manifest import ManifestLoader
+
+    installed = ManifestLoader.load_macros(config, lambda _: None, base_macros_only=True).macros
+    config.clear_dependencies()  # loaded without the project's packages: load them when asked
+    internal = {macro.package_name for macro in installed.values()}
+    kept = {uid: m for uid, m in manifest.macros.items() if m.package_name not in internal}
+    manifest.macros = {**kept, **installed}
+    manifest._macros_by_name = None
+    manifest._macros_by_package = None
+
+
+def select_models(
+    settings: ProjectSettings, select: tuple[str, ...], exclude: tuple[str, ...]
+) -> set[str]:
+    """Unique ids of the models `--select/--exclude` pick, by dbt's own selector (dbt.graph,
+    as `dbt ls` runs it) on the manifest the sync reads: no project parse (most of what
+    `dbt ls` costs), and the selection and the synced models come from one manifest.
+
+    `dbt ls` through dbtRunner is the fallback when dbt-core cannot build the graph of the
+    project's own manifest; a --manifest is always resolved against itself."""
+    from dbt_common.exceptions import DbtBaseException
+
+    path = settings.resolved_manifest_path
+    check_dbt_version()
+    quiet_dbt_events(_log_path(settings))
+    try:
+        _set_flags(settings)
+        manifest = read_dbt_manifest(path, keep=True)
+        graph = _graph(manifest)
+    except (ProjectError, DbtBaseException) as exc:
+        if settings.manifest_path is None:
+            return list_models(settings, select, exclude)
         raise ProjectError(
-            f"Cannot load the dbt manifest at {path}: {_one_line(exc)}. Run `dbt parse` (or "
-            "`dbt run`) with this dbt version, then run again."
+            f"Cannot resolve {_selection(select, exclude)} against --manifest {path}: "
+            f"{_brief(exc)}"
         ) from exc
+    from dbt.graph import ResourceTypeSelector, parse_difference
+    from dbt.node_types import NodeType
+    from dbt_common.events.contextvars import task_contextvars
+
+    selector = ResourceTypeSelector(graph=graph, manifest=manifest, previous_state=None,
+                                    resource_types=[NodeType.Model], include_empty_nodes=True)
+    try:
+        # `path:` globs from the project root, as `dbt ls` sets it
+        with task_contextvars(project_root=str(settings.project_dir.resolve())):
+            spec = parse_difference(list(select) or None, list(exclude) or None)
+            return set(selector.get_selected(spec))
+    except DbtBaseException as exc:
+        raise ProjectError(
+            f"dbt could not resolve {_selection(select, exclude)}: {_one_line(exc)}"
+        ) from exc
+
+
+def _graph(manifest: Any) -> Any:
+    """The DAG `dbt ls` selects on (dbt.compilation.Compiler.compile, without its files)."""
+    from dbt.compilation import Linker
+    from dbt.graph import Graph
+
+    linker = Linker()
+    linker.link_graph(manifest)
+    return Graph(linker.graph)
+
+
+def _selection(select: tuple[str, ...], exclude: tuple[str, ...]) -> str:
+    return f"--select {' '.join(select)!r} --exclude {' '.join(exclude)!r}"
+
+
+def _brief(exc: BaseException, limit: int = 300) -> str:
+    """dbt's and mashumaro's errors embed whole nodes: their first few hundred characters."""
+    text = _one_line(exc)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def list_models(
     settings: ProjectSettings, select: tuple[str, ...], exclude: tuple[str, ...]
 ) -> set[str]:
-    """`dbt ls --resource-type model` through dbtRunner (dbt's own selector): unique ids."""
+    """`dbt ls --resource-type model` through dbtRunner (dbt's own selector, after a project
+    parse): unique ids."""
     import io
     from contextlib import redirect_stdout
 
@@ -563,10 +715,7 @@ def list_models(
         result = dbtRunner().invoke(args)
     if not result.success:
         detail = f": {result.exception}" if result.exception else ""
-        raise ProjectError(
-            f"dbt could not resolve --select {' '.join(select)!r} "
-            f"--exclude {' '.join(exclude)!r}{detail}"
-        )
+        raise ProjectError(f"dbt could not resolve {_selection(select, exclude)}{detail}")
     ids: set[str] = set()
     for line in result.result if isinstance(result.result, list) else []:
         try:

@@ -27,6 +27,9 @@ class ProjectSettings:
     target: str | None = None
     target_path: Path | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
+    # --manifest: any manifest.json (a dbt Cloud run's artifact, dbt Fusion's), read instead
+    # of <target-path>/manifest.json; the profile still comes from the local project.
+    manifest_path: Path | None = None
 
     @property
     def resolved_profiles_dir(self) -> Path:
@@ -50,6 +53,12 @@ class ProjectSettings:
         else:
             path = Path(_project_target_path(self.project_dir))
         return path if path.is_absolute() else self.project_dir / path
+
+    @property
+    def resolved_manifest_path(self) -> Path:
+        if self.manifest_path is not None:
+            return self.manifest_path
+        return self.resolved_target_path / "manifest.json"
 
 
 def _project_target_path(project_dir: Path) -> str:
@@ -97,6 +106,7 @@ class Manifest:
     path: Path
     models: Mapping[str, DbtModel]
     project_name: str
+    dbt_version: str = ""  # of the dbt that wrote it: 1.x is dbt-core, 2.x dbt Fusion
 
     def synced_models(self) -> list[DbtModel]:
         """Every model with a `stripe_activation` block, in a stable order."""
@@ -107,28 +117,65 @@ class Manifest:
 
 
 def load_manifest(settings: ProjectSettings) -> Manifest:
-    """Read `<target-path>/manifest.json` into DbtModel objects."""
-    path = settings.resolved_target_path / "manifest.json"
-    if not path.exists():
+    """Read the manifest (`<target-path>/manifest.json`, or --manifest) into DbtModel objects.
+
+    Plain JSON, no dbt-core: a v12 manifest from dbt-core or dbt Fusion alike, fields this
+    reader does not know ignored, nulls read as absent (Fusion writes `meta: null`)."""
+    path = settings.resolved_manifest_path
+    raw = read_manifest_json(path, settings)
+    models: dict[str, DbtModel] = {}
+    for unique_id, node in raw["nodes"].items():
+        if isinstance(node, Mapping) and node.get("resource_type") == "model":
+            models[unique_id] = model_from_node(unique_id, node)
+    metadata = raw.get("metadata") or {}
+    return Manifest(path=path, models=models, project_name=metadata.get("project_name") or "",
+                    dbt_version=str(metadata.get("dbt_version") or ""))
+
+
+def read_manifest_json(path: Path, settings: ProjectSettings) -> dict[str, Any]:
+    """The manifest as a dict; ProjectError naming the path when it is missing, unreadable or
+    not a manifest (a run_results.json or catalog.json downloaded by mistake)."""
+    if not path.is_file():
+        if settings.manifest_path is not None:
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ProjectError(
+                f"--manifest {path} {what}: pass the path of a manifest.json file (a dbt "
+                "Cloud run's artifact, or target/manifest.json of a dbt run)."
+            )
         raise ProjectError(
             f"No dbt manifest at {path}. Run `dbt run` (or `dbt parse`) in "
             f"{settings.project_dir.resolve()} first, or pass --target-path."
         )
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProjectError(f"Cannot read the dbt manifest at {path}: {exc}") from exc
-    models: dict[str, DbtModel] = {}
-    for unique_id, node in raw.get("nodes", {}).items():
-        if node.get("resource_type") != "model":
-            continue
-        models[unique_id] = _model_from_node(unique_id, node)
-    project_name = raw.get("metadata", {}).get("project_name") or ""
-    return Manifest(path=path, models=models, project_name=project_name)
+    if not _is_manifest(raw):
+        raise ProjectError(
+            f"{path} is not a dbt manifest: pass the manifest.json that dbt writes (not "
+            "run_results.json or catalog.json)."
+        )
+    return raw
 
 
-def _model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
-    config_meta = (node.get("config") or {}).get("meta") or {}
+def _is_manifest(raw: Any) -> bool:
+    """Nodes, and no other artifact's schema (catalog.json has nodes too)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), dict):
+        return False
+    metadata = raw.get("metadata")
+    schema = str(metadata.get("dbt_schema_version") or "") if isinstance(metadata, dict) else ""
+    return not schema or "/manifest/" in schema
+
+
+def is_fusion(dbt_version: str) -> bool:
+    """Written by dbt Fusion (dbt 2.x), whose manifest dbt-core's classes may not read as is."""
+    major = dbt_version.split(".", 1)[0]
+    return major.isdigit() and int(major) >= 2
+
+
+def model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
+    config = node.get("config") or {}
+    config_meta = config.get("meta") or {}
     meta = node.get("meta") or {}
     block = config_meta.get(META_KEY, meta.get(META_KEY))
     return DbtModel(
@@ -137,20 +184,21 @@ def _model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
         package_name=node.get("package_name", ""),
         relation_name=node.get("relation_name"),
         database=node.get("database"),
-        schema=node.get("schema", ""),
+        schema=node.get("schema") or "",
         alias=node.get("alias") or node["name"],
-        original_file_path=node.get("original_file_path", ""),
+        original_file_path=node.get("original_file_path") or "",
         sync_block=block,
         declared_columns=tuple((node.get("columns") or {}).keys()),
         depends_on=tuple((node.get("depends_on") or {}).get("nodes") or ()),
-        materialized=str((node.get("config") or {}).get("materialized") or ""),
+        materialized=str(config.get("materialized") or ""),
     )
 
 
 def select_models(
     settings: ProjectSettings, select: tuple[str, ...], exclude: tuple[str, ...]
 ) -> set[str]:
-    """Resolve dbt selection syntax with dbt's own selector: unique ids of models."""
-    from .dbt_compat import list_models
+    """Resolve dbt selection syntax with dbt's own selector, on the manifest the sync reads:
+    unique ids of models."""
+    from .dbt_compat import select_models as dbt_select
 
-    return list_models(settings, select, exclude)
+    return dbt_select(settings, select, exclude)
