@@ -27,6 +27,7 @@ from rich.table import Table
 
 from stripe_emulator import start_emulator
 
+from .connect import TARGET_FRACTION, scenario_f
 from .project import REPO_ROOT, BenchError, BenchProject
 from .scenarios import (
     BenchConfig,
@@ -38,10 +39,11 @@ from .scenarios import (
     scenario_b,
     scenario_c,
 )
+from .startup import TARGET_RATIO, scenario_e
 from .usage import scenario_d
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-SCENARIOS = ("naive", "a", "b", "c", "d")
+SCENARIOS = ("naive", "a", "b", "c", "d", "e", "f")
 
 # name -> (comparison, bound, description); checked against the JSON's headline numbers.
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -56,6 +58,10 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "usage_fraction_of_raw_client": (">=", 0.7, "(d) events/s >= 0.7 of a raw client's"),
     "usage_peak_rss_mb": ("<=", 500.0, "(d) peak RSS <= 500 MB"),
     "usage_rerun_events_sent": ("<=", 0, "(d) a re-run sends 0 events"),
+    "startup_ratio": ("<=", TARGET_RATIO, f"(e) a no-op sync <= {TARGET_RATIO}x `dbt ls`"),
+    "connect_fraction_of_limit": (">=", TARGET_FRACTION,
+                                  f"(f) writes/s >= {TARGET_FRACTION} of 20 accounts' limits"),
+    "connect_rerun_requests": ("<=", 0, "(f) a re-run makes 0 requests"),
 }
 
 
@@ -112,6 +118,9 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "usage_fraction_of_raw_client",
         "usage_peak_rss_mb",
         "usage_rerun_events_sent",
+        "startup_ratio",
+        "connect_fraction_of_limit",
+        "connect_rerun_requests",
     ):
         out[name] = metrics.get(name)
     for name in (
@@ -141,6 +150,9 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "usage_raw_client_events_per_second",
         "usage_naive_events_per_second",
         "usage_speedup_vs_naive",
+        "startup_dbt_ls_seconds",
+        "startup_sync_seconds",
+        "startup_cpu_ratio",
     ):
         if name in metrics:
             out[name] = metrics[name]
@@ -314,6 +326,11 @@ def table_rows(m: dict[str, Any], cfg: BenchConfig) -> list[tuple[str, str, str,
          "0"),
         ("", "speedup vs naive (v1, one at a time)", _fmt(m.get("usage_speedup_vs_naive"), "x"),
          "1x", "-", ""),
+        ("(e) start-up, no-op sync of one model", "median wall time (floor: `dbt ls`)",
+         _fmt(m.get("startup_sync_seconds"), " s"), "-",
+         _fmt(m.get("startup_dbt_ls_seconds"), " s"), f"<= {TARGET_RATIO}x `dbt ls`"),
+        ("", "sync / dbt ls", _fmt(m.get("startup_ratio"), "x"), "-", "1x",
+         f"<= {TARGET_RATIO}x"),
     ]
 
 
@@ -463,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                 errors["b"] = "skipped: (b) re-syncs the state (a) leaves"
         run("c", lambda: scenario_c(cfg, emulator))
     run("d", lambda: scenario_d(cfg))  # its own emulators: limited, unlimited
+    run("e", lambda: scenario_e(cfg))  # its own emulator: no latency, no limits
+    run("f", lambda: scenario_f(cfg))  # its own emulator: 20 connected accounts
 
     seconds = time.perf_counter() - started
     summary = headline(metrics, cfg.quick)

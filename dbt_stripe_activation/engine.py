@@ -42,7 +42,7 @@ from .records import (
     RunRecord,
 )
 from .spec import SyncSpec
-from .stripe_api import StripeGateway, StripeWriteError, redact
+from .stripe_api import ACCOUNT_INVALID, StripeGateway, StripeWriteError, redact
 from .warehouse import Warehouse
 
 # Rows named in the report and results file, per model: memory stays bounded however many
@@ -98,6 +98,7 @@ class Engine:
         self.allowed_values: dict[tuple[str, str], tuple[set[str], str]] = {}
         self._group_updates: dict[str, int] = {}  # parent id -> updates in the last hour
         self._group_lock = threading.Lock()
+        self.accounts = AccountGate()
 
     def expect_references(self, specs: list[SyncSpec]) -> None:
         """Remember which models are referenced by others in this run (plan needs it)."""
@@ -243,11 +244,28 @@ class Engine:
         def work(desired: DesiredRow) -> _Done:
             if abort.is_set():
                 return desired.row, _skipped(desired.row), Outcome.FAILED, "run aborted"
+            account = desired.row.account
+            refusal = self.accounts.enter(account)
+            if refusal is not None:  # found by an earlier row: no request for this one
+                return desired.row, reject(spec, Rejection(desired.row, refusal)), \
+                    Outcome.REJECTED, refusal
+            refused: str | None = None
             try:
-                return self._process(spec, matcher, desired)
+                try:
+                    done = self._process(spec, matcher, desired)
+                except StripeWriteError as exc:  # a lookup's (a write's is in _process)
+                    if exc.code != ACCOUNT_INVALID:
+                        raise
+                    done = desired.row, reject(spec, Rejection(desired.row, str(exc))), \
+                        Outcome.REJECTED, str(exc)
+                if done[2] is Outcome.REJECTED and ACCOUNT_INVALID_MARK in (done[3] or ""):
+                    refused = done[3]
+                return done
             except StripeConnectionError:
                 abort.set()
                 raise
+            finally:
+                self.accounts.done(account, refused)
 
         max_in_flight = max(opts.concurrency * 4, 32)
         with ThreadPoolExecutor(max_workers=opts.concurrency,
@@ -310,13 +328,13 @@ class Engine:
             if self.options.dry_run:
                 return plan, done, None
             assert self.gateway is not None and plan.idempotency_key is not None
+            gateway = self.gateway.for_account(row.account)
             try:
                 if plan.action is Action.ARCHIVE:
-                    self.gateway.update(spec.object.service, row.stripe_id, plan.params,
-                                        plan.idempotency_key)
+                    gateway.update(spec.object.service, row.stripe_id, plan.params,
+                                   plan.idempotency_key)
                 else:
-                    self.gateway.delete(spec.object.service, row.stripe_id,
-                                        plan.idempotency_key)
+                    gateway.delete(spec.object.service, row.stripe_id, plan.idempotency_key)
             except StripeWriteError as exc:
                 if exc.code == "resource_missing":  # deleted already (here or in Stripe)
                     return replace(plan, synced_values=None), Outcome.DELETED, \
@@ -413,13 +431,14 @@ class Engine:
     ) -> RowPlan:
         assert self.gateway is not None and plan.idempotency_key is not None
         service = spec.object.service
+        gateway = self.gateway.for_account(desired.row.account)
         if plan.action is Action.CREATE:
-            created = self.gateway.create(service, plan.params, plan.idempotency_key)
+            created = gateway.create(service, plan.params, plan.idempotency_key)
             return replace(plan, stripe_id=created["id"])
         if plan.action is Action.REPLACE:
             return self._replace(spec, matcher, desired, plan)
         assert plan.stripe_id is not None
-        self.gateway.update(service, plan.stripe_id, plan.params, plan.idempotency_key)
+        gateway.update(service, plan.stripe_id, plan.params, plan.idempotency_key)
         return plan
 
     def _replace(
@@ -434,6 +453,7 @@ class Engine:
         """
         assert self.gateway is not None and plan.replaces is not None
         service = spec.object.service
+        gateway = self.gateway.for_account(desired.row.account)
         found = matcher.lookup(desired)
         others = [i for i in found.stripe_ids if i != plan.replaces]
         if len(others) > 1:
@@ -445,7 +465,7 @@ class Engine:
             new_id = others[0]
             follow = plan_row(spec, desired, Match((new_id,), found.candidates.get(new_id)))
             if follow.action is Action.UPDATE and follow.idempotency_key:
-                self.gateway.update(service, new_id, follow.params, follow.idempotency_key)
+                gateway.update(service, new_id, follow.params, follow.idempotency_key)
             elif follow.action is Action.REPLACE:
                 raise StripeWriteError(
                     f"{spec.object.name} {new_id} already carries key "
@@ -454,11 +474,11 @@ class Engine:
                     code="ambiguous", retryable=False, status=None)
         else:
             assert plan.idempotency_key is not None
-            new_id = self.gateway.create(service, plan.params, plan.idempotency_key)["id"]
+            new_id = gateway.create(service, plan.params, plan.idempotency_key)["id"]
         assert plan.archive_idempotency_key is not None
         try:
-            self.gateway.update(service, plan.replaces, plan.archive_params,
-                                plan.archive_idempotency_key)
+            gateway.update(service, plan.replaces, plan.archive_params,
+                           plan.archive_idempotency_key)
         except StripeWriteError as exc:
             if exc.code != "resource_missing":  # gone already: nothing left to archive
                 raise
@@ -572,6 +592,46 @@ def required_values(
                     f"account (found: {known}). Create it in Stripe, or fix the value."
                 )
     return found, problems
+
+
+# How a row's error names a refused account (stripe_api: "account acct_...: 403
+# account_invalid: ...").
+ACCOUNT_INVALID_MARK = f" {ACCOUNT_INVALID}: "
+
+
+class AccountGate:
+    """Stripe Connect: an account the platform cannot act for is found by one request, not
+    one per row. An account's first row goes alone; the rows behind it wait for its answer,
+    then go (the account works) or are rejected with Stripe's reason, without a request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refused: dict[str, str] = {}
+        self._first: dict[str, threading.Event] = {}
+
+    def enter(self, account: str | None) -> str | None:
+        """Why the account's rows are rejected, or None to go on."""
+        if account is None:
+            return None
+        with self._lock:
+            if account in self._refused:
+                return self._refused[account]
+            first = self._first.get(account)
+            if first is None:
+                self._first[account] = threading.Event()
+                return None  # this row finds out
+        first.wait()
+        with self._lock:
+            return self._refused.get(account)
+
+    def done(self, account: str | None, refusal: str | None) -> None:
+        if account is None:
+            return
+        with self._lock:
+            if refusal is not None:
+                self._refused.setdefault(account, refusal)
+            first = self._first.setdefault(account, threading.Event())
+        first.set()
 
 
 def _is_dead_local_owner(owner: str | None) -> bool:

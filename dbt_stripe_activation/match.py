@@ -35,6 +35,9 @@ class LookupStrategy(str, Enum):
     PER_ROW = "per-row"
 
 
+_Index = dict[str, list[tuple[str, dict[str, Any]]]]  # key -> (Stripe id, flat values)
+
+
 class Matcher:
     """Thread-safe once `prepare` has run: the engine's workers call `match` concurrently."""
 
@@ -54,8 +57,12 @@ class Matcher:
             self._paths.append(spec.object.group_limit.attribute)
         # on_removed archive: whether a found object is archived (restored when back).
         self._paths += [p for p in spec.removal.archive_values if p not in self._paths]
-        self._index: dict[str, list[tuple[str, dict[str, Any]]]] | None = None
+        # The index of each account's objects (None: the platform's), when chosen; built
+        # in prepare() for the platform, on first use for a connected account.
+        self._indexes: dict[str | None, _Index] = {}
+        self._use_index = False
         self._lock = threading.Lock()
+        self._building: dict[str | None, threading.Lock] = {}
         self.chosen: LookupStrategy | None = None
 
     def prepare(self, unknown_keys: int) -> None:
@@ -74,27 +81,40 @@ class Matcher:
         if lookup is KeyLookup.INDEX:  # no exact filter: listing is the only consistent way
             strategy = LookupStrategy.INDEX
         self.chosen = strategy
-        if strategy is LookupStrategy.INDEX:
-            self._build_index()
+        self._use_index = strategy is LookupStrategy.INDEX
+        if self._use_index and self.spec.account_column is None:
+            self._index_for(None)
 
-    def _build_index(self) -> None:
-        index: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for obj in self._every_object():
-            key = self._key_of(obj)
-            if key is not None:
-                index[key].append((obj["id"], self._flat(obj)))
-        self._index = dict(index)
+    def _index_for(self, account: str | None) -> _Index:
+        """The account's index, listed once (concurrent rows of one account wait for it)."""
+        with self._lock:
+            index = self._indexes.get(account)
+            if index is not None:
+                return index
+            building = self._building.setdefault(account, threading.Lock())
+        with building:
+            with self._lock:
+                if account in self._indexes:
+                    return self._indexes[account]
+            found: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+            for obj in self._every_object(self.gateway.for_account(account)):
+                key = self._key_of(obj)
+                if key is not None:
+                    found[key].append((obj["id"], self._flat(obj)))
+            with self._lock:
+                self._indexes[account] = dict(found)
+                return self._indexes[account]
 
-    def _every_object(self) -> Iterator[dict[str, Any]]:
+    def _every_object(self, gateway: StripeGateway) -> Iterator[dict[str, Any]]:
         """Every object of the account, listed in parallel (through the parents for objects
         Stripe lists only under one)."""
         obj = self.spec.object
         through = obj.listed_through
         if through is None:
-            return self.gateway.iter_all(obj.service, workers=INDEX_WORKERS)
-        return self.gateway.iter_children(through.parent_service, through.children,
-                                          obj.service, through.parent_filter,
-                                          workers=INDEX_WORKERS)
+            return gateway.iter_all(obj.service, workers=INDEX_WORKERS)
+        return gateway.iter_children(through.parent_service, through.children,
+                                     obj.service, through.parent_filter,
+                                     workers=INDEX_WORKERS)
 
     def _key_of(self, obj: Mapping[str, Any]) -> str | None:
         raw = flatten_object(obj, [self.spec.key.field])[self.spec.key.field]
@@ -106,23 +126,24 @@ class Matcher:
         if (self.use_state and not ignore_state and previous is not None
                 and previous.stripe_id and previous.outcome != Outcome.DELETED.value):
             return Match((previous.stripe_id,), dict(previous.synced_values), source="state")
-        if self._index is not None:
-            found = self._index.get(row.key_value or "", [])
+        if self._use_index:
+            found = self._index_for(row.account).get(row.stripe_key or "", [])
             return _to_match(found)
         return self.lookup(desired)
 
     def lookup(self, desired: DesiredRow) -> Match:
         """What Stripe holds for the row's key now, read from Stripe (never the state)."""
-        key = desired.row.key_value
+        key = desired.row.stripe_key
         if key is None:
             return NO_MATCH
         key_spec = self.spec.key.spec
         service = self.spec.object.service
+        gateway = self.gateway.for_account(desired.row.account)
         if key_spec.lookup is KeyLookup.RETRIEVE:
-            obj = self.gateway.retrieve(service, key)
+            obj = gateway.retrieve(service, key)
             return NO_MATCH if obj is None else _to_match([(obj["id"], self._flat(obj))])
         if key_spec.lookup is KeyLookup.INDEX:
-            found = [(obj["id"], self._flat(obj)) for obj in self._every_object()
+            found = [(obj["id"], self._flat(obj)) for obj in self._every_object(gateway)
                      if self._key_of(obj) == key]
             return _to_match(found)
         # An exact, case-sensitive list filter. For a case-folded key (email) ask for the
@@ -135,7 +156,7 @@ class Matcher:
             if not candidate:
                 continue
             value: Any = [candidate] if key_spec.filter_takes_list else candidate
-            for obj in self.gateway.list_where(service, {key_spec.list_filter: value}):
+            for obj in gateway.list_where(service, {key_spec.list_filter: value}):
                 if self._key_of(obj) == key:
                     found_by_id[obj["id"]] = self._flat(obj)
         return _to_match(list(found_by_id.items()))
@@ -145,13 +166,12 @@ class Matcher:
 
     def forget(self, stripe_id: str) -> None:
         """Drop an object Stripe no longer has (deleted) from the index."""
-        if self._index is None:
-            return
         with self._lock:
-            for key, entries in list(self._index.items()):
-                kept = [e for e in entries if e[0] != stripe_id]
-                if len(kept) != len(entries):
-                    self._index[key] = kept
+            for index in self._indexes.values():
+                for key, entries in list(index.items()):
+                    kept = [e for e in entries if e[0] != stripe_id]
+                    if len(kept) != len(entries):
+                        index[key] = kept
 
 
 def _to_match(found: list[tuple[str, dict[str, Any]]]) -> Match:

@@ -13,6 +13,7 @@ from . import notify, report
 from .context import (
     CommonOptions,
     RunRequest,
+    parse_shard,
     project_settings,
     removal_limit,
     stripe_settings,
@@ -257,8 +258,9 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     from .warehouse import Warehouse
 
     settings = project_settings(common)
+    shard = parse_shard(request.shard)
     # A run refused before it starts must not leave the last run's results for CI to read.
-    (settings.resolved_target_path / "stripe_sync_results.json").unlink(missing_ok=True)
+    report.results_path(settings.resolved_target_path, shard).unlink(missing_ok=True)
     notify.check_webhook(request)
     removal_limit(request.max_removed, 0)  # a bad --max-removed fails before anything
     manifest, specs = load_specs(settings, common)
@@ -283,6 +285,7 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     results: list[ModelResult] = []
     error: str | None = None
     with Warehouse.open(settings, manifest) as warehouse:
+        warehouse.shard = shard
         _validate_columns(warehouse, specs)
         _ensure_bookkeeping(warehouse)
         _check_references(warehouse, specs)
@@ -307,6 +310,6 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
     document = report.results_document(
         request.command, run_id, results, code,
         stripe={"mode": stripe.mode, "api_base": stripe.api_base}, error=error)
-    path = report.write_results_file(settings.resolved_target_path, document)
+    path = report.write_results_file(settings.resolved_target_path, document, shard)
     report.render_run(document, results, dry_run, path, error, output=common.output)
     return RunResult.from_document(report.json_safe(document), path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -35,6 +36,8 @@ from .records import (
 )
 from .spec import Behavior, FieldMapping, NullPolicy, SyncSpec
 
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]+")
+
 # Keys a `plan` run would create, by model: a plan writes no state, so a reference to a key
 # its upstream model would create in the same run resolves to a placeholder, not a rejection.
 PlannedKeys = Mapping[str, "set[str]"]
@@ -46,6 +49,9 @@ def desired_values(
     """Convert and validate a row's mapped values; the first problems reject the row."""
     if row.status is DiffStatus.INVALID_KEY:
         return Rejection(row, _invalid_key_reason(spec, row))
+    if row.account is not None and not ACCOUNT_ID.fullmatch(row.account):
+        return Rejection(row, f"account column {spec.account_column}: {row.account!r} is not "
+                         "a Stripe account id (acct_...); leave it null for the platform")
     values: dict[str, Any] = {}
     problems: list[str] = []
     for mapping in spec.fields:

@@ -97,6 +97,8 @@ class RateLimiter:
         decrease_cooldown_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        account_rps: float | None = None,
+        account_concurrency: int | None = None,
     ) -> None:
         if global_rps <= 0 or endpoint_rps <= 0:
             raise ValueError("rates must be positive")
@@ -127,6 +129,13 @@ class RateLimiter:
         self.max_in_flight = 0
         self.waiting = 0  # threads waiting for a slot
         self._buckets: dict[str, _Bucket] = {GLOBAL: self._new_bucket(global_rps)}
+        # Stripe Connect: Stripe measures each connected account's requests against that
+        # account's own limits, so each gets its buckets (`scope@acct_...`), paced at
+        # `account_rps`, and at most `account_concurrency` slots, so that one slow or
+        # rate-limited account never holds every slot while the others wait.
+        self._account_rps = account_rps or global_rps
+        self._account_concurrency = account_concurrency or max(1, concurrency // 4)
+        self._account_slots: dict[str, threading.BoundedSemaphore] = {}
 
     def _new_bucket(self, ceiling: float) -> _Bucket:
         return _Bucket(ceiling, self._floor, self._burst, self._clock())
@@ -134,9 +143,21 @@ class RateLimiter:
     def _bucket(self, scope: str) -> _Bucket:
         bucket = self._buckets.get(scope)
         if bucket is None:
-            ceiling = self._overrides.get(scope, self._endpoint_rps)
+            base, _, account = scope.partition("@")
+            if base == GLOBAL:
+                ceiling = self._account_rps
+            else:
+                ceiling = self._overrides.get(base, self._endpoint_rps)
             bucket = self._buckets[scope] = self._new_bucket(ceiling)
         return bucket
+
+    def _scopes(self, endpoint: str, account: str | None) -> list[str]:
+        """The buckets a request counts against: its account's global and endpoint ones
+        (the platform's for account None); a separate pool's endpoint alone."""
+        suffix = f"@{account}" if account else ""
+        if endpoint in self._separate:
+            return [endpoint + suffix]
+        return [GLOBAL + suffix, endpoint + suffix]
 
     def _recover(self, bucket: _Bucket, now: float) -> None:
         """Additive increase: after `quiet_seconds` without a 429, grow the rate linearly."""
@@ -150,17 +171,14 @@ class RateLimiter:
         bucket.rate = min(bucket.ceiling, bucket.rate + (now - start) * per_second)
         bucket.recovered_at = now
 
-    def reserve(self, endpoint: str) -> float:
+    def reserve(self, endpoint: str, account: str | None = None) -> float:
         """Take the next free slot in the global and the endpoint bucket; the time to send at.
 
         Does not wait and does not take a concurrency slot: `acquire` and `slot` do.
         """
         with self._lock:
             now = self._clock()
-            buckets = (
-                [self._bucket(endpoint)] if endpoint in self._separate
-                else [self._bucket(GLOBAL), self._bucket(endpoint)]
-            )
+            buckets = [self._bucket(scope) for scope in self._scopes(endpoint, account)]
             for bucket in buckets:
                 self._recover(bucket, now)
             at = max(bucket.earliest(now) for bucket in buckets)
@@ -168,15 +186,30 @@ class RateLimiter:
                 bucket.take(at)
             return at
 
-    def acquire(self, endpoint: str) -> None:
+    def acquire(self, endpoint: str, account: str | None = None) -> None:
         """Wait (without holding the lock) until a request to `endpoint` may be sent."""
-        delay = self.reserve(endpoint) - self._clock()
+        delay = self.reserve(endpoint, account) - self._clock()
         if delay > 0:
             self._sleep(delay)
 
     @contextmanager
-    def slot(self, endpoint: str) -> Iterator[None]:
-        """Hold a concurrency slot for one request, sent at its paced time."""
+    def slot(self, endpoint: str, account: str | None = None) -> Iterator[None]:
+        """Hold a concurrency slot for one request, sent at its paced time (a connected
+        account's request first takes one of that account's own slots)."""
+        if account is None:
+            with self._slot(endpoint, None):
+                yield
+            return
+        with self._lock:
+            own = self._account_slots.get(account)
+            if own is None:
+                own = threading.BoundedSemaphore(self._account_concurrency)
+                self._account_slots[account] = own
+        with own, self._slot(endpoint, account):
+            yield
+
+    @contextmanager
+    def _slot(self, endpoint: str, account: str | None) -> Iterator[None]:
         slots = self._pool_slots if endpoint in self._separate else self._slots
         with self._lock:
             self.waiting += 1
@@ -186,14 +219,16 @@ class RateLimiter:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self.acquire(endpoint)
+            self.acquire(endpoint, account)
             yield
         finally:
             with self._lock:
                 self.in_flight -= 1
             slots.release()
 
-    def on_rate_limited(self, endpoint: str, reason: str | None) -> str | None:
+    def on_rate_limited(
+        self, endpoint: str, reason: str | None, account: str | None = None
+    ) -> str | None:
         """Multiplicative decrease for the scope a 429 names; the bucket cut, or None.
 
         One cut per `decrease_cooldown_seconds` and bucket: the requests already in flight when
@@ -202,7 +237,8 @@ class RateLimiter:
         scope = scope_for_reason(reason)
         if scope is None:
             return None
-        key = GLOBAL if scope == GLOBAL and endpoint not in self._separate else endpoint
+        scopes = self._scopes(endpoint, account)
+        key = scopes[0] if scope == GLOBAL else scopes[-1]
         with self._lock:
             now = self._clock()
             bucket = self._bucket(key)

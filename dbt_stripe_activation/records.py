@@ -122,6 +122,22 @@ class DiffRow:
     # Referenced fields: path -> the Stripe id the referenced model's state holds for the
     # row's key value (None: not synced there).
     references: Mapping[str, str | None] = field(default_factory=dict)
+    # Stripe Connect: the row's connected account (None: the platform). Its key_value is then
+    # the state's `<account>/<key>`; stripe_key is the key as Stripe holds it.
+    account: str | None = None
+    scoped: bool = False
+
+    @property
+    def stripe_key(self) -> str | None:
+        return split_scoped_key(self.key_value)[1] if self.scoped else self.key_value
+
+
+def split_scoped_key(key_value: str | None) -> tuple[str | None, str | None]:
+    """`acct_1/c42` -> ("acct_1", "c42"); `/c42` (the platform) -> (None, "c42")."""
+    if key_value is None:
+        return None, None
+    account, _, key = key_value.partition("/")
+    return account or None, key
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,7 @@ class RemovedRow:
     stripe_id: str
     synced_values: Mapping[str, Any]
     synced_at: datetime | None
+    account: str | None = None  # Stripe Connect: the key's connected account
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,15 @@ def json_safe(document: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def write_results_file(target_path: Path, document: dict[str, Any]) -> Path:
-    path = target_path / "stripe_sync_results.json"
+def results_path(target_path: Path, shard: tuple[int, int] | None = None) -> Path:
+    """`stripe_sync_results.json`; a shard's own file, as shards run side by side."""
+    suffix = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    return target_path / f"stripe_sync_results{suffix}.json"
+
+
+def write_results_file(target_path: Path, document: dict[str, Any],
+                       shard: tuple[int, int] | None = None) -> Path:
+    path = results_path(target_path, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dumps(document) + "\n")
     return path

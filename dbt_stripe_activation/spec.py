@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -60,6 +60,8 @@ class Reference:
     model: DbtModel
     object_name: str
     casefold: bool  # how the referenced model normalizes its keys
+    # Both models name an account column: the key resolves in the row's own account.
+    same_account: bool = False
 
     @property
     def label(self) -> str:
@@ -123,11 +125,15 @@ class SyncSpec:
     # Block settings sent with every write (a subscription item's proration_behavior).
     request_params: Mapping[str, str] = field(default_factory=dict)
     removal: Removal = field(default_factory=Removal)
+    # Stripe Connect: the column naming each row's connected account (null: the platform).
+    account_column: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Model columns the sync reads, key first, each once."""
         seen: dict[str, None] = {self.key.column: None}
+        if self.account_column is not None:
+            seen.setdefault(self.account_column, None)
         for mapping in self.fields:
             if mapping.column is not None:
                 seen.setdefault(mapping.column, None)
@@ -149,12 +155,14 @@ class SyncSpec:
         if self.behavior is Behavior.CREATE_ONLY:
             parts.append("create_only")
         parts += [f"{k}={v}" for k, v in sorted(self.request_params.items())]
+        if self.account_column is not None:
+            parts.append(f"account<-{self.account_column}")
         return "|".join(parts)
 
 
 # --- parsing: the meta block -> SyncSpec ------------------------------------------------------
 
-SETTINGS = ("object", "behavior", "key", "fields", "null_values", "on_removed")
+SETTINGS = ("object", "behavior", "key", "fields", "null_values", "on_removed", "account")
 KEY_SETTINGS = ("column", "field")
 FIELD_SETTINGS = ("column", "null_values", "ref", "value")
 _NULL_POLICIES = tuple(p.value for p in NullPolicy)
@@ -578,6 +586,13 @@ def _parse(
     fields = _parse_fields(block, obj, behavior, default_nulls, problems, models or {})
     removal = _parse_removal(block.get("on_removed"), obj, key, problems) \
         if obj is not None else Removal()
+    account_column = _column(block["account"], "account", problems) \
+        if block.get("account") is not None else None
+    if account_column is not None and behavior is Behavior.APPEND:
+        problems.add("account", "is not supported for meter events yet (they are sent to the "
+                     "platform's account). Remove the setting.")
+        account_column = None
+    fields = _scope_references(fields, account_column, problems)
     if obj is not None:
         if key is not None:
             fields = _with_key_field(key, fields, problems)
@@ -596,8 +611,33 @@ def _parse(
         null_values=default_nulls,
         request_params=request_params,
         removal=removal,
+        account_column=account_column,
     )
     return spec, []
+
+
+def _scope_references(
+    fields: list[FieldMapping], account_column: str | None, problems: _Problems
+) -> list[FieldMapping]:
+    """Connect: a reference resolves in the row's own account, so the referencing and the
+    referenced model must both name an account column, or neither."""
+    out = []
+    for mapping in fields:
+        ref = mapping.ref
+        if ref is None:
+            out.append(mapping)
+            continue
+        theirs = isinstance(ref.model.sync_block, Mapping) and \
+            ref.model.sync_block.get("account") is not None
+        if theirs != (account_column is not None):
+            scoped, plain = (ref.label, "this model") if theirs else ("this model", ref.label)
+            problems.add(f"fields.{mapping.path}", f"references model '{ref.label}', but "
+                         f"{scoped} names an `account` column and {plain} does not: an "
+                         "object can only name objects of its own Stripe account. Give both "
+                         "models the account column, or neither.")
+            continue
+        out.append(replace(mapping, ref=replace(ref, same_account=theirs)))
+    return out
 
 
 def _parse_removal(

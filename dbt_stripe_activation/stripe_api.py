@@ -12,6 +12,7 @@ idempotency key); 429s are retried here, with exponential backoff and full jitte
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -102,6 +103,9 @@ class StripeSettings:
     # or api_base when that is set).
     separate_pools: Mapping[str, float] = field(default_factory=dict)
     meter_events_base: str | None = None
+    # Stripe Connect: each connected account's own requests/s (None: the mode's limit, as
+    # Stripe applies the same limits to every account).
+    account_rps: float | None = None
 
     @property
     def mode(self) -> str:
@@ -221,16 +225,17 @@ class _MeteredHTTPClient(stripe.RequestsClient):
         self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
     ) -> tuple[bytes, int, Mapping[str, str]]:
         endpoint = endpoint_of(method, url)
+        account = _header(headers, "stripe-account")  # Connect: that account's limits
         attempts = getattr(self._thread_local, "attempts", 0)
         self._thread_local.attempts = attempts + 1
-        with self._limiter.slot(endpoint):
+        with self._limiter.slot(endpoint, account):
             self._meter.attempt(endpoint, method, retry=attempts > 0)
             content, status, rheaders = super().request(method, url, headers, post_data)
         if status == 429:
             self._meter.rate_limited()
             if _error_code(content) != "lock_timeout":  # one busy object, not our pace
                 self._limiter.on_rate_limited(
-                    endpoint, _header(rheaders, "stripe-rate-limited-reason")
+                    endpoint, _header(rheaders, "stripe-rate-limited-reason"), account
                 )
         return content, status, rheaders
 
@@ -331,6 +336,7 @@ class StripeGateway:
             settings.concurrency,
             endpoint_overrides={k: v * HEADROOM for k, v in ENDPOINT_RPS_OVERRIDES.items()},
             separate_pools={k: v * HEADROOM for k, v in settings.separate_pools.items()},
+            account_rps=settings.account_rps * HEADROOM if settings.account_rps else None,
         )
         self._http = _MeteredHTTPClient(
             limiter=self.limiter, meter=self._meter, timeout=settings.timeout_seconds
@@ -344,17 +350,39 @@ class StripeGateway:
             addresses["meter_events"] = settings.meter_events_base.rstrip("/")
         if addresses:
             options["base_addresses"] = addresses
-        self._client = stripe.StripeClient(
-            settings.api_key,
-            stripe_version=STRIPE_API_VERSION,
-            max_network_retries=settings.max_network_retries,
-            http_client=self._http,
+        self._client_options = {
+            "stripe_version": STRIPE_API_VERSION,
+            "max_network_retries": settings.max_network_retries,
+            "http_client": self._http,
             **options,
-        )
+        }
+        self._client = stripe.StripeClient(settings.api_key, **self._client_options)
+        self.account: str | None = None
+        self._accounts: dict[str, StripeGateway] = {}
+        self._accounts_guard = threading.Lock()
         self._object_locks: dict[str, list[Any]] = {}
         self._object_locks_guard = threading.Lock()
         self._event_session: tuple[str, float] | None = None  # (token, expires at: monotonic)
         self._event_session_lock = threading.Lock()
+
+    def for_account(self, account: str | None) -> StripeGateway:
+        """The gateway acting for a connected account (`Stripe-Account`; None: the platform):
+        the same HTTP sessions, limiter (which paces each account on its own budget),
+        counters and object locks; its own SDK client and meter event session."""
+        if account is None or account == self.account:
+            return self
+        with self._accounts_guard:
+            view = self._accounts.get(account)
+            if view is None:
+                view = copy.copy(self)
+                view.account = account
+                view._client = stripe.StripeClient(self.settings.api_key,
+                                                   stripe_account=account,
+                                                   **self._client_options)
+                view._event_session = None
+                view._event_session_lock = threading.Lock()
+                self._accounts[account] = view
+            return view
 
     @property
     def stats(self) -> RequestStats:
@@ -695,6 +723,11 @@ class StripeGateway:
             return delay
 
     def _error(self, exc: stripe.StripeError, kind: type[StripeWriteError], what: str) -> Exception:
+        if self.account is not None and _code_of(exc) == ACCOUNT_INVALID:
+            # One connected account the platform cannot act for: its rows fail, not the run.
+            return kind(f"account {self.account}: {exc.http_status} {ACCOUNT_INVALID}: "
+                        f"{_message_of(exc)}", code=ACCOUNT_INVALID, retryable=False,
+                        status=exc.http_status)
         if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
             return self._refused(exc)
         status = exc.http_status
@@ -735,6 +768,10 @@ def _pieces(newest: int, oldest_seen: int, workers: int) -> list[tuple[int | Non
         high = low  # inclusive both sides: an object on a boundary is read twice, kept once
     ranges.append((None, high))
     return ranges
+
+
+# Stripe's code for a Stripe-Account the platform cannot act for (unknown, not connected).
+ACCOUNT_INVALID = "account_invalid"
 
 
 def _noun(service_name: str) -> str:

@@ -28,6 +28,7 @@ from .records import (
     RowOutcome,
     RunRecord,
     StateRecord,
+    split_scoped_key,
 )
 from .spec import SyncSpec
 
@@ -67,6 +68,8 @@ class Warehouse:
         self._duplicate_keys: dict[str, set[str]] = {}
         self._bookkeeping_ready = False
         self._closed = False
+        # --shard K/N: this process syncs the accounts of shard K only, under its own lock.
+        self.shard: tuple[int, int] | None = None
 
     @classmethod
     def open(cls, settings: ProjectSettings, manifest: Manifest) -> Warehouse:
@@ -154,19 +157,27 @@ class Warehouse:
         if not self._bookkeeping_ready:
             self.ensure_bookkeeping()
 
+    def _lock_id(self, model: DbtModel) -> str:
+        """The lock's row: one per model, or per model and shard (shards run side by side:
+        their accounts, hence their keys and state rows, never overlap)."""
+        if self.shard is None:
+            return model.unique_id
+        return f"{model.unique_id}#shard-{self.shard[0]}-of-{self.shard[1]}"
+
     def acquire_lock(self, model: DbtModel, owner: str, ttl_seconds: int) -> None:
         """Take the model's sync lock or raise LockHeldError naming the holder and expiry."""
         self._ensure()
         now = _utc_naive()
+        lock_id = self._lock_id(model)
         row = {
-            "model_unique_id": model.unique_id,
+            "model_unique_id": lock_id,
             "owner": owner,
             "acquired_at": now,
             "expires_at": now + timedelta(seconds=ttl_seconds),
         }
         try:
             with self._transaction():
-                self._execute(self._statement("lock_clear_sql"), [model.unique_id, now, owner])
+                self._execute(self._statement("lock_clear_sql"), [lock_id, now, owner])
                 self._insert(LOCKS_TABLE, [row])
         except WarehouseError as exc:
             holder = self.lock_holder(model)
@@ -186,7 +197,8 @@ class Warehouse:
         """(owner, expires_at in UTC) of the model's lock row, expired or not; None if free."""
         self._ensure()
         with self._transaction():
-            rows = self._execute(self._statement("lock_select_sql"), [model.unique_id], True)
+            rows = self._execute(self._statement("lock_select_sql"), [self._lock_id(model)],
+                                 True)
         if not rows:
             return None
         owner, expires_at = rows[0]
@@ -195,7 +207,7 @@ class Warehouse:
     def release_lock(self, model: DbtModel, owner: str) -> None:
         self._ensure()
         with self._transaction():
-            self._execute(self._statement("lock_release_sql"), [model.unique_id, owner])
+            self._execute(self._statement("lock_release_sql"), [self._lock_id(model), owner])
 
     # -- the diff --------------------------------------------------------------------------------
 
@@ -231,9 +243,10 @@ class Warehouse:
         self._streams.append(conn)
         width = len(spec.columns)
         ref_paths = [m.path for m in spec.references]
+        scoped = spec.account_column is not None
         try:
             for raw_rows in self._session.stream(conn, sql, batch_size):
-                batch = [_diff_row(spec.columns, width, raw, full_resync, ref_paths)
+                batch = [_diff_row(spec.columns, width, raw, full_resync, ref_paths, scoped)
                          for raw in raw_rows]
                 duplicates.update(
                     row.key_value
@@ -267,15 +280,18 @@ class Warehouse:
         sql = self._render("removed_rows_sql", **self._key_args(spec))
         with self._transaction():
             rows = self._execute(sql, None, True)
+        scoped = spec.account_column is not None
         return [RemovedRow(str(key), str(stripe_id), _from_json(values),
-                           _as_utc(synced_at) if synced_at is not None else None)
+                           _as_utc(synced_at) if synced_at is not None else None,
+                           account=split_scoped_key(key)[0] if scoped else None)
                 for key, stripe_id, values, synced_at in rows]
 
     def _key_args(self, spec: SyncSpec) -> dict[str, Any]:
         self._ensure()
         args = self._diff_args(spec)
         return {"relation_name": args["relation_name"], "key_column": args["key_column"],
-                "casefold": args["casefold"], "model_unique_id": spec.model.unique_id}
+                "casefold": args["casefold"], "model_unique_id": spec.model.unique_id,
+                "scope": args["scope"]}
 
     # -- results and state -----------------------------------------------------------------------
 
@@ -493,6 +509,14 @@ class Warehouse:
             "casefold": spec.key.casefold,
             "model_unique_id": spec.model.unique_id,
             "fingerprint": spec.fingerprint,
+            # Connect: keys per account, and --shard K/N's accounts only.
+            "scope": {
+                "account_column": (columns[spec.columns.index(spec.account_column)]
+                                   if spec.account_column is not None else None),
+                "shard": list(self.shard) if self.shard else None,
+                "account_index": (spec.columns.index(spec.account_column)
+                                  if spec.account_column is not None else None),
+            },
             # Each reference joins the referenced model's state on the column's key, as that
             # model normalizes its keys: the Stripe id comes from the warehouse, no read.
             "references": [
@@ -500,6 +524,7 @@ class Warehouse:
                     "column_index": spec.columns.index(m.column),
                     "model_unique_id": m.ref.model.unique_id,
                     "casefold": m.ref.casefold,
+                    "same_account": m.ref.same_account,
                 }
                 for m in spec.references
                 if m.ref is not None and m.column is not None
@@ -541,7 +566,7 @@ class Warehouse:
 
 def _diff_row(
     columns: Sequence[str], width: int, raw: Sequence[Any], full_resync: bool = False,
-    ref_paths: Sequence[str] = (),
+    ref_paths: Sequence[str] = (), scoped: bool = False,
 ) -> DiffRow:
     """One row of diff_select_sql (by position: the columns, the fixed tail, then one
     resolved Stripe id per reference)."""
@@ -579,6 +604,8 @@ def _diff_row(
         previous=previous,
         duplicate_count=int(duplicate_count),
         references=dict(zip(ref_paths, raw[width + 11 :], strict=True)),
+        account=split_scoped_key(key)[0] if scoped else None,
+        scoped=scoped,
     )
 
 

@@ -6,9 +6,13 @@
       columns         the model columns the sync reads, key first, as the warehouse names them
       key_column      the key column (also columns[0])
       casefold        keys compare lowercased (the object's key kind says so: email)
-      references      one {column_index, model_unique_id, casefold} per field filled from
-                      another synced model: its state's stripe_id for the column's key
+      references      one {column_index, model_unique_id, casefold, same_account} per field
+                      filled from another synced model: its state's stripe_id for the
+                      column's key (in the row's own account, when both are account-scoped)
       model_unique_id and fingerprint: config, rendered as literals
+      scope           {account_column, shard}: keys are `<account>/<key>` when the model
+                      names an account column (util.sql: scoped_key); --shard K/N keeps the
+                      rows and state rows of the accounts in that shard
 
     The select returns, by position: each column of `columns`, then the normalized key, the
     row hash, how many rows share the key, the status, and the state's key, stripe_id,
@@ -18,17 +22,17 @@
     resolved ids are part of the row hash: a row whose reference resolves differently is
     planned again. -#}
 
-{% macro diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
+{% macro diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
   {{ return(adapter.dispatch('diff_ctes', 'stripe_activation')(
-      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope)) }}
 {% endmacro %}
 
-{% macro default__diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
+{% macro default__diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
   {%- set quoted = [] -%}
   {%- for column in columns -%}
     {%- do quoted.append(stripe_activation.quote_identifier(column)) -%}
   {%- endfor -%}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+  {%- set key_sql = stripe_activation.state_key_sql(key_column, casefold, scope) -%}
   {%- set hashed = [] -%}
   {%- for q in quoted -%}{%- do hashed.append('_sa_source._sa_c' ~ loop.index0) -%}{%- endfor -%}
   {%- for ref in references -%}{%- do hashed.append('_sa_r' ~ loop.index0 ~ '.stripe_id') -%}{%- endfor -%}
@@ -40,6 +44,7 @@ with _sa_source as (
         {%- endfor %}
         {{ key_sql }} as _sa_key
     from {{ relation_name }}
+    where {{ stripe_activation.source_in_scope(scope) }}
 ),
 _sa_model as (
     select
@@ -52,7 +57,12 @@ _sa_model as (
     {%- for ref in references %}
     left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
         on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
-        and _sa_r{{ loop.index0 }}.key_value = {{ stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) }}
+        {%- set ref_key = stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) %}
+        {%- if ref.get('same_account') %}
+        {%- set row_account = stripe_activation.normalized_key('_sa_source._sa_c' ~ scope['account_index'], false) %}
+        {%- set ref_key = stripe_activation.scoped_key(ref_key, row_account) %}
+        {%- endif %}
+        and _sa_r{{ loop.index0 }}.key_value = {{ ref_key }}
         and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
     {%- endfor %}
 ),
@@ -62,8 +72,9 @@ _sa_counted as (
 ),
 _sa_state as (
     select key_value, stripe_id, row_hash, synced_values, last_outcome, last_error, synced_at
-    from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }}
+    from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_st
     where model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
+      and {{ stripe_activation.state_in_scope('_sa_st', scope) }}
 ),
 _sa_classified as (
     select
@@ -95,14 +106,14 @@ _sa_classified as (
 
 {#- Rows needing a decision: invalid keys, new, changed, retry; with full_resync also the
     unchanged ones (status 'unchanged', which the Python side reports as resync). -#}
-{% macro diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false) %}
+{% macro diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false, scope={}) %}
   {{ return(adapter.dispatch('diff_select_sql', 'stripe_activation')(
-      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, full_resync)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, full_resync, scope)) }}
 {% endmacro %}
 
-{% macro default__diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false) %}
+{% macro default__diff_select_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], full_resync=false, scope={}) %}
   {%- set sql -%}
-{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references) }}
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope) }}
 select
     {%- for column in columns %}
     _sa_c{{ loop.index0 }},
@@ -125,6 +136,10 @@ from _sa_classified
 {%- if not full_resync %}
 where _sa_status <> 'unchanged'
 {%- endif %}
+{%- if scope.get('account_column') %}
+{#- Accounts interleaved, so one slow or rate-limited account does not hold every worker. #}
+order by {{ dbt.hash('_sa_key') }}
+{%- endif %}
   {%- endset -%}
   {{ return(sql) }}
 {% endmacro %}
@@ -133,14 +148,14 @@ where _sa_status <> 'unchanged'
 {#- One row: total, new, changed, unchanged, retry, invalid_key, unsynced (unchanged since a
     run that rejected them or found no match), removed (keys in state that the model no longer
     has). Sums are null on an empty model. -#}
-{% macro diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
+{% macro diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
   {{ return(adapter.dispatch('diff_counts_sql', 'stripe_activation')(
-      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope)) }}
 {% endmacro %}
 
-{% macro default__diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[]) %}
+{% macro default__diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
   {%- set sql -%}
-{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references) }},
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope) }},
 _sa_model_keys as (
     select distinct _sa_key from _sa_model where _sa_key is not null
 )
@@ -166,21 +181,23 @@ from _sa_classified
 
 
 {#- Up to `limit` keys in state that the model no longer has, in key order. -#}
-{% macro removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit) %}
+{% macro removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit, scope={}) %}
   {{ return(adapter.dispatch('removed_keys_sql', 'stripe_activation')(
-      relation_name, key_column, casefold, model_unique_id, limit)) }}
+      relation_name, key_column, casefold, model_unique_id, limit, scope)) }}
 {% endmacro %}
 
-{% macro default__removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit) %}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+{% macro default__removed_keys_sql(relation_name, key_column, casefold, model_unique_id, limit, scope={}) %}
+  {%- set key_sql = stripe_activation.state_key_sql(key_column, casefold, scope) -%}
   {%- set sql -%}
 with _sa_model_keys as (
     select distinct {{ key_sql }} as _sa_key from {{ relation_name }}
+    where {{ stripe_activation.source_in_scope(scope) }}
 )
 select _sa_state.key_value
 from {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_state
 where _sa_state.model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
   and {{ stripe_activation.not_removed('_sa_state') }}
+  and {{ stripe_activation.state_in_scope('_sa_state', scope) }}
   and not exists (
       select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
   )
@@ -204,16 +221,17 @@ limit {{ limit | int }}
     holds (a Stripe id, not archived or deleted yet), in key order: key_value, stripe_id,
     synced_values, synced_at. With count_only: one row, how many, how many keys the model
     has synced (the base of --max-removed P%), and how many keys the model has now. -#}
-{% macro removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false) %}
+{% macro removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false, scope={}) %}
   {{ return(adapter.dispatch('removed_rows_sql', 'stripe_activation')(
-      relation_name, key_column, casefold, model_unique_id, count_only)) }}
+      relation_name, key_column, casefold, model_unique_id, count_only, scope)) }}
 {% endmacro %}
 
-{% macro default__removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false) %}
-  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+{% macro default__removed_rows_sql(relation_name, key_column, casefold, model_unique_id, count_only=false, scope={}) %}
+  {%- set key_sql = stripe_activation.state_key_sql(key_column, casefold, scope) -%}
   {%- set sql -%}
 with _sa_model_keys as (
     select distinct {{ key_sql }} as _sa_key from {{ relation_name }}
+    where {{ stripe_activation.source_in_scope(scope) }}
 ),
 _sa_live as (
     select key_value, stripe_id, synced_values, synced_at
@@ -221,6 +239,7 @@ _sa_live as (
     where _sa_state.model_unique_id = {{ stripe_activation.string_literal(model_unique_id) }}
       and _sa_state.stripe_id is not null
       and {{ stripe_activation.not_removed('_sa_state') }}
+      and {{ stripe_activation.state_in_scope('_sa_state', scope) }}
 ),
 _sa_gone as (
     select _sa_live.* from _sa_live

@@ -125,3 +125,66 @@
   {%- endfor -%}
   {{ return(dbt.hash(dbt.concat(parts)) | trim) }}
 {% endmacro %}
+
+
+{#- Connected accounts (a model's `account` column): a key is unique per account, so the
+    state keys it as `<account>/<key>` (`/<key>` for the platform itself): account ids hold
+    no '/', so the first '/' splits it back. Null when the key is null. -#}
+{% macro scoped_key(key_sql, account_sql) %}
+  {{ return(adapter.dispatch('scoped_key', 'stripe_activation')(key_sql, account_sql)) }}
+{% endmacro %}
+
+{% macro default__scoped_key(key_sql, account_sql) %}
+  {{ return('case when ' ~ key_sql ~ ' is null then null else '
+            ~ dbt.concat(['coalesce(' ~ account_sql ~ ", '')", "'/'", key_sql]) ~ ' end') }}
+{% endmacro %}
+
+
+{#- The account part of a scoped state key ('' for the platform). -#}
+{% macro account_of_key(key_sql) %}
+  {{ return(dbt.split_part(key_sql, "'/'", 1)) }}
+{% endmacro %}
+
+
+{#- --shard K/N: whether an account's text (the platform's is '') falls in shard K of N.
+    Any stable hash works, as long as one warehouse answers it the same way every run:
+    the first three hex digits of dbt's hash (md5), 0..4095, modulo N. -#}
+{% macro in_shard(account_text_sql, shard) %}
+  {{ return(adapter.dispatch('in_shard', 'stripe_activation')(account_text_sql, shard)) }}
+{% endmacro %}
+
+{% macro default__in_shard(account_text_sql, shard) %}
+  {%- set digest = dbt.hash(account_text_sql) -%}
+  {%- set digits = [] -%}
+  {%- for i in range(3) -%}
+    {%- do digits.append("(position(substr(" ~ digest ~ ", " ~ (i + 1) ~ ", 1) in '0123456789abcdef') - 1) * " ~ (16 ** (2 - i))) -%}
+  {%- endfor -%}
+  {{ return('mod(' ~ digits | join(' + ') ~ ', ' ~ (shard[1] | int) ~ ') = ' ~ ((shard[0] | int) - 1)) }}
+{% endmacro %}
+
+
+{#- The key of a model's rows as the state holds it, and the condition a state row meets in
+    this run's scope (its shard), for `scope` = {account_column, shard} (both optional). -#}
+{% macro state_key_sql(key_column, casefold, scope) %}
+  {%- set key_sql = stripe_activation.normalized_key(stripe_activation.quote_identifier(key_column), casefold) -%}
+  {%- if scope.get('account_column') -%}
+    {%- set key_sql = stripe_activation.scoped_key(key_sql, stripe_activation.account_sql(scope)) -%}
+  {%- endif -%}
+  {{ return(key_sql) }}
+{% endmacro %}
+
+{% macro account_sql(scope) %}
+  {{ return(stripe_activation.normalized_key(stripe_activation.quote_identifier(scope['account_column']), false)) }}
+{% endmacro %}
+
+{#- Source rows of this shard (true without a shard). -#}
+{% macro source_in_scope(scope) %}
+  {%- if not scope.get('shard') -%}{{ return('1 = 1') }}{%- endif -%}
+  {{ return(stripe_activation.in_shard('coalesce(' ~ stripe_activation.account_sql(scope) ~ ", '')", scope['shard'])) }}
+{% endmacro %}
+
+{#- State rows of this shard, by the account part of their key (true without a shard). -#}
+{% macro state_in_scope(alias, scope) %}
+  {%- if not scope.get('shard') -%}{{ return('1 = 1') }}{%- endif -%}
+  {{ return(stripe_activation.in_shard(stripe_activation.account_of_key(alias ~ '.key_value'), scope['shard'])) }}
+{% endmacro %}

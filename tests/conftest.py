@@ -42,6 +42,17 @@ def warehouse_target(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def postgres_target() -> str:
+    """A test that needs PostgreSQL itself (several writing processes at once: DuckDB
+    allows one); mandatory in CI."""
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 and CI requires it")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    return "postgres"
+
+
 def drop_postgres_schema(schema: str) -> None:
     psql = shutil.which("psql")
     if not psql or not postgres_available():

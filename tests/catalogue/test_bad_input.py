@@ -154,7 +154,7 @@ CONFIG_CASES = [
         "unknown_setting",
         {**GOOD, "feilds": {"name": "full_name"}},
         "{m}: stripe_activation.feilds: is not a setting; did you mean 'fields'? Allowed: "
-        "behavior, fields, key, null_values, object.",
+        "account, behavior, fields, key, null_values, object, on_removed.",
     ),
     ConfigCase(
         "mapped_column_absent",
@@ -1198,6 +1198,8 @@ def test_rows_reject_only_themselves(row_group: RowGroup) -> None:
         "sent": 0,
         "already_sent": 0,
         "uncertain": 0,
+        "archived": 0,
+        "deleted": 0,
     }
     assert sorted(k for k in customers_by(row_group.emulator, "crm_id") if k) == good
     writes = row_group.emulator.stats()["by_endpoint_status"]["POST /v1/customers"]
@@ -1255,6 +1257,8 @@ def test_email_rows_beside_the_bad_ones_sync(row_group: RowGroup) -> None:
         "sent": 0,
         "already_sent": 0,
         "uncertain": 0,
+        "archived": 0,
+        "deleted": 0,
     }
     by_email = {}
     for customer in row_group.emulator.customers():

@@ -199,6 +199,8 @@ BOOKKEEPING = {
         "sent",
         "already_sent",
         "uncertain",
+        "archived",
+        "deleted",
     ],
     "stripe_sync_row_results": [
         "run_id",

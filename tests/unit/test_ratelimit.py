@@ -304,3 +304,50 @@ def test_invalid_settings_are_refused() -> None:
         RateLimiter(25, 25, 0)
     with pytest.raises(ValueError):
         RateLimiter(25, 25, 4, decrease_factor=1.5)
+
+
+def test_each_connected_account_has_its_own_budget_and_slots() -> None:
+    """Stripe measures each account's requests on their own: one account's pace and 429s
+    never slow another's or the platform's, and one account holds at most its share of the
+    concurrency slots."""
+    clock = FakeClock()
+    rl = limiter(clock, global_rps=10, account_rps=5, concurrency=8)
+    a_times = [rl.reserve(CREATE, "acct_a") for _ in range(5)]
+    b_first = rl.reserve(CREATE, "acct_b")
+    platform_first = rl.reserve(CREATE)
+    assert a_times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])  # 5/s, the account's figure
+    assert b_first == platform_first == 0.0  # their own buckets: nothing to wait for
+    assert rl.on_rate_limited(CREATE, "global-rate", "acct_a") == f"{GLOBAL}@acct_a"
+    assert rl.rate(f"{GLOBAL}@acct_a") == pytest.approx(3.5)
+    assert rl.rate(GLOBAL) == 10 and rl.rate(f"{GLOBAL}@acct_b") == 5
+    assert rl.on_rate_limited(CREATE, "endpoint-rate", "acct_b") == f"{CREATE}@acct_b"
+
+    held = threading.Event()
+    release = threading.Event()
+    entered: list[str] = []
+
+    def hold(account: str) -> None:
+        with rl.slot(UPDATE, account):
+            entered.append(account)
+            if len(entered) >= 2:
+                held.set()
+            release.wait(5)
+
+    # concurrency 8: an account holds at most 8 // 4 = 2 slots; a third request of it
+    # waits while another account's goes through.
+    threads = [threading.Thread(target=hold, args=("acct_a",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    assert held.wait(5)
+    time.sleep(0.05)
+    assert entered.count("acct_a") == 2
+    other = threading.Thread(target=hold, args=("acct_b",))
+    other.start()
+    deadline = time.monotonic() + 5
+    while "acct_b" not in entered and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert entered.count("acct_b") == 1 and entered.count("acct_a") == 2
+    release.set()
+    for thread in [*threads, other]:
+        thread.join(5)
+    assert entered.count("acct_a") == 3

@@ -168,9 +168,9 @@ def test_block_must_be_a_mapping(raw: Any, shown: str) -> None:
 def test_unknown_settings_suggest_the_closest() -> None:
     assert errors_of(block(feilds={"name": "n"}, when="daily")) == [
         "stripe_activation.feilds: is not a setting; did you mean 'fields'? Allowed: "
-        "behavior, fields, key, null_values, object.",
-        "stripe_activation.when: is not a setting. Allowed: behavior, fields, key, "
-        "null_values, object.",
+        "account, behavior, fields, key, null_values, object, on_removed.",
+        "stripe_activation.when: is not a setting. Allowed: account, behavior, fields, key, "
+        "null_values, object, on_removed.",
     ]
 
 
@@ -499,3 +499,46 @@ def test_create_only_fields_that_are_ignored_on_existing_objects_warn() -> None:
         "change to it in the model is ignored on existing customers."
     ]
     assert create_only_warnings(parse_sync_spec(model(block()))) == []
+
+
+def test_shard_and_account_settings() -> None:
+    """`account` adds its column (read after the key, part of the fingerprint); a value
+    that is not an account id rejects its row before any request; --shard K/N is checked."""
+    from dbt_stripe_activation.context import parse_shard
+    from dbt_stripe_activation.planner import desired_values
+    from dbt_stripe_activation.records import DiffRow, DiffStatus, Rejection
+
+    spec = parse_sync_spec(model(block(account="account_id")))
+    assert spec.account_column == "account_id"
+    assert spec.columns[:2] == ("customer_id", "account_id")
+    assert "account<-account_id" in spec.fingerprint
+    assert parse_sync_spec(model(block())).fingerprint != spec.fingerprint
+
+    def row(key: str) -> DiffRow:
+        account, _, _ = key.partition("/")
+        return DiffRow(key_value=key, values={"customer_id": "c1", "account_id": account,
+                                              "email": "a@example.com", "name": "A"},
+                       row_hash="h", status=DiffStatus.NEW, previous=None, duplicate_count=1,
+                       account=account or None, scoped=True)
+
+    bad = desired_values(spec, row("shop-42/c1"))
+    assert isinstance(bad, Rejection) and bad.reason == (
+        "account column account_id: 'shop-42' is not a Stripe account id (acct_...); leave "
+        "it null for the platform")
+    good = row("acct_1Abc/c1")
+    assert not isinstance(desired_values(spec, good), Rejection)
+    assert (good.account, good.stripe_key) == ("acct_1Abc", "c1")
+    assert row("/c1").account is None and row("/c1").stripe_key == "c1"
+
+    assert parse_shard("2/3") == (2, 3) and parse_shard(None) is None
+    for text in ("4/3", "0/2", "x", "1/"):
+        with pytest.raises(ConfigError, match="is not K/N with 1 <= K <= N"):
+            parse_shard(text)
+    assert errors_of(block(object="meter_event", behavior="append",
+                           key={"column": "e", "field": "identifier"},
+                           fields={"event_name": {"value": "x"}, "timestamp": "t",
+                                   "payload.value": "v",
+                                   "payload.stripe_customer_id": "c"},
+                           account="account_id")) == [
+        "stripe_activation.account: is not supported for meter events yet (they are sent to "
+        "the platform's account). Remove the setting."]
