@@ -59,9 +59,9 @@ def scenario_f(cfg: BenchConfig) -> Result:
         "account_rate_limit": ACCOUNT_RPS, "endpoint_rate_limit": ACCOUNT_RPS,
     }
     with start_emulator(**config) as emulator:
-        # Requests in flight: each account's limit times the latency (25/s x 0.2 s = 5),
-        # with room, for all accounts.
-        concurrency = str(min(256, accounts * 8))
+        # Requests in flight: each account's limit times the latency (25/s x 0.3 s at
+        # most = 7.5), with room, for all accounts.
+        concurrency = str(min(256, accounts * 12))
         run = project.sync_cli("sync", "--select", MODEL, "--concurrency", concurrency,
                                stripe_url=emulator.url, timeout=3600)
         if run.code != 0:

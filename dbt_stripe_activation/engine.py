@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
@@ -223,7 +224,10 @@ class Engine:
         writer = _OutcomeWriter(self.warehouse, spec, run_id, opts)
         abort = threading.Event()
         done = 0
-        pending: set[Future[_Done]] = set()
+        # Finished rows arrive on a queue (a done-callback each): O(1) per row, where
+        # waiting on the set of rows in flight would walk all of them for every one.
+        finished_rows: queue.SimpleQueue[Future[_Done]] = queue.SimpleQueue()
+        in_flight = 0
 
         def collect(futures: set[Future[_Done]]) -> None:
             """Record every finished row (a landed create must reach the state even when a
@@ -267,6 +271,18 @@ class Engine:
             finally:
                 self.accounts.done(account, refused)
 
+        def drain(block: bool) -> None:
+            """Record the rows that finished (waiting for one when `block`)."""
+            nonlocal in_flight
+            finished: set[Future[_Done]] = {finished_rows.get()} if block else set()
+            while True:
+                try:
+                    finished.add(finished_rows.get_nowait())
+                except queue.Empty:
+                    break
+            in_flight -= len(finished)
+            collect(finished)
+
         max_in_flight = max(opts.concurrency * 4, 32)
         with ThreadPoolExecutor(max_workers=opts.concurrency,
                                 thread_name_prefix="stripe-sync") as pool:
@@ -293,22 +309,24 @@ class Engine:
                             self._record(spec, result, writer, row, plan, outcome, plan.reason)
                             done += 1
                             continue
-                        pending.add(pool.submit(work, prepared))
-                        if len(pending) >= max_in_flight:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            collect(finished)
+                        pool.submit(work, prepared).add_done_callback(finished_rows.put)
+                        in_flight += 1
+                        if in_flight >= max_in_flight:
+                            drain(block=True)
                         writer.maybe_flush()
                     if abort.is_set():
                         break
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    collect(finished)
+                while in_flight:
+                    drain(block=True)
             finally:
-                if pending:
+                if in_flight:
                     abort.set()
-                    finished, _ = wait(pending)
+                    last: set[Future[_Done]] = set()
+                    while in_flight:
+                        last.add(finished_rows.get())
+                        in_flight -= 1
                     with contextlib.suppress(Exception):  # the first failure is raising
-                        collect(finished)
+                        collect(last)
                 writer.flush()
         self.on_progress(spec.model.name, done, to_plan)
 
