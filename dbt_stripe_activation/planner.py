@@ -92,6 +92,8 @@ def _raw_value(
     ref = mapping.ref
     if resolved is None and planned is not None:
         key = normalize_key(raw, casefold=ref.casefold)
+        if key is not None and ref.same_account:  # the referenced model's state key
+            key = f"{row.account or ''}/{key}"
         if key is not None and key in planned.get(ref.model.unique_id, ()):
             return f"(new {ref.object_name} {key})"
     if resolved is None:

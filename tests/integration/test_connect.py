@@ -96,6 +96,10 @@ def test_references_resolve_in_the_rows_own_account(
     project.write_model("stripe_prices", "select * from {{ ref('plans') }}",
                         sync={**PRICES_SYNC, "account": "account_id"})
     project.build()
+    # plan resolves a reference to the product its upstream model would create, per account.
+    planned = sync(project, emulator, "plan")
+    assert planned.code == 0, planned.stdout + planned.stderr
+    assert [m["counts"]["created"] for m in planned.json["models"]] == [4, 4]
     result = sync(project, emulator)
     assert result.code == 0, result.stdout + result.stderr
     for account in ACCOUNTS:
