@@ -255,16 +255,13 @@ class Engine:
                     Outcome.REJECTED, refusal
             refused: str | None = None
             try:
-                try:
-                    done = self._process(spec, matcher, desired)
-                except StripeWriteError as exc:  # a lookup's (a write's is in _process)
-                    if exc.code != ACCOUNT_INVALID:
-                        raise
-                    done = desired.row, reject(spec, Rejection(desired.row, str(exc))), \
-                        Outcome.REJECTED, str(exc)
-                if done[2] is Outcome.REJECTED and ACCOUNT_INVALID_MARK in (done[3] or ""):
-                    refused = done[3]
-                return done
+                return self._process(spec, matcher, desired)
+            except StripeWriteError as exc:  # a read's or a write's: _process lets it out
+                if exc.code != ACCOUNT_INVALID:
+                    raise
+                refused = f"Stripe: {exc}"
+                return desired.row, reject(spec, Rejection(desired.row, refused)), \
+                    Outcome.REJECTED, refused
             except StripeConnectionError:
                 abort.set()
                 raise
@@ -430,6 +427,8 @@ class Engine:
             return desired.row, self._write(spec, matcher, desired, plan), \
                 OUTCOME_OF_ACTION[plan.action], None
         except StripeWriteError as exc:
+            if exc.code == ACCOUNT_INVALID:  # the account's, not the row's: work() says so
+                raise
             if exc.code == "resource_missing" and match.source == "state":
                 # Deleted in Stripe since our last sync: find the key again from Stripe.
                 matcher.forget(plan.stripe_id or plan.replaces or "")
@@ -610,11 +609,6 @@ def required_values(
                     f"account (found: {known}). Create it in Stripe, or fix the value."
                 )
     return found, problems
-
-
-# How a row's error names a refused account (stripe_api: "account acct_...: 403
-# account_invalid: ...").
-ACCOUNT_INVALID_MARK = f" {ACCOUNT_INVALID}: "
 
 
 class AccountGate:

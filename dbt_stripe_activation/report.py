@@ -34,6 +34,7 @@ from rich.text import Text
 
 from . import __version__
 from .records import OUTCOMES, ModelResult, Outcome
+from .results import PROBLEM_OUTCOMES
 from .stripe_api import redact
 
 logger = logging.getLogger("dbt_stripe_activation")
@@ -49,8 +50,7 @@ def exit_code(results: Sequence[ModelResult], max_failed_pct: float = 0.0) -> in
     errored."""
     if any(r.status == "error" for r in results):
         return EXIT_ERROR
-    bad = sum(r.counts["rejected"] + r.counts["failed"] + r.counts["uncertain"]
-              for r in results)
+    bad = sum(r.counts[name] for r in results for name in PROBLEM_OUTCOMES)
     total = sum(r.total for r in results)
     if bad == 0:
         return EXIT_OK

@@ -16,6 +16,18 @@ from typing import Any
 PROBLEM_OUTCOMES = ("rejected", "failed", "uncertain")
 
 
+def problem_lines(entry: Mapping[str, Any], shown: int = 5, label: str = "") -> list[str]:
+    """A model's rows that did not sync, as the CLI names them (`rejected 'c1': reason`),
+    from its entry in the results document: the first `shown`, then how many more. The
+    orchestrators' failure messages share it."""
+    rows = [(outcome, row) for outcome in PROBLEM_OUTCOMES for row in entry.get(outcome) or ()]
+    lines = [f"  {label}{outcome} {row.get('key')!r}: {row.get('reason')}"
+             for outcome, row in rows[:shown]]
+    if len(rows) > shown:
+        lines.append(f"  ... and {len(rows) - shown} more in the results")
+    return lines
+
+
 @dataclass(frozen=True)
 class ModelRun:
     """One model's part of a run."""

@@ -32,10 +32,11 @@ except ImportError:  # Airflow 2.10+
     from airflow.models import BaseOperator  # type: ignore[no-redef,assignment]
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
 
+from ..results import PROBLEM_OUTCOMES, problem_lines
+
 __all__ = ["StripeSyncOperator"]
 
 COMMANDS = ("sync", "plan")
-_PROBLEMS = ("rejected", "failed", "uncertain")
 _PROBLEMS_SHOWN = 5  # rows named in a failure's message
 # The path options and the CLI's flags for them.
 _PATH_FLAGS = {"project_dir": "--project-dir", "profiles_dir": "--profiles-dir",
@@ -272,7 +273,7 @@ class StripeSyncOperator(BaseOperator):
         if document.get("error"):
             head += f": {document.get('error_type') or 'error'}: {document['error']}"
         elif code == 1:
-            failed = sum(totals.get(n, 0) for n in _PROBLEMS)
+            failed = sum(totals.get(n, 0) for n in PROBLEM_OUTCOMES)
             limit = self.run_options.get("max_failed_pct", 0)
             head += (f": {failed} row(s) rejected, failed or uncertain, beyond "
                      f"max_failed_pct={limit}")
@@ -280,12 +281,7 @@ class StripeSyncOperator(BaseOperator):
         for model in document.get("models") or ():
             if model.get("error"):
                 lines.append(f"  {model.get('model')}: {model['error']}")
-            problems = [(outcome, row) for outcome in _PROBLEMS for row in model.get(outcome) or ()]
-            for outcome, row in problems[:_PROBLEMS_SHOWN]:
-                lines.append(f"  {model.get('model')} {outcome} {row.get('key')!r}: "
-                             f"{row.get('reason')}")
-            if len(problems) > _PROBLEMS_SHOWN:
-                lines.append(f"  ... and {len(problems) - _PROBLEMS_SHOWN} more in the results")
+            lines += problem_lines(model, _PROBLEMS_SHOWN, label=f"{model.get('model')} ")
         return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ from ..api import common_options
 from ..context import RunRequest
 from ..errors import ConfigError, SyncError
 from ..project import DbtModel, ProjectSettings, model_from_node, read_manifest_json
-from ..results import PROBLEM_OUTCOMES, ModelRun, RunResult
+from ..results import PROBLEM_OUTCOMES, ModelRun, RunResult, problem_lines
 from ..spec import SyncSpec, order_by_references, parse_sync_spec
 
 __all__ = ["build_stripe_sync_assets"]
@@ -220,11 +220,7 @@ def _failure_text(result: RunResult, run: ModelRun) -> str:
         entry: Mapping[str, Any] = next(
             (m for m in result.document.get("models", ()) if m.get("unique_id") == run.unique_id),
             {})
-        rows = [(outcome, row) for outcome in PROBLEM_OUTCOMES for row in entry.get(outcome) or ()]
-        lines += [f"  {outcome} {row.get('key')!r}: {row.get('reason')}"
-                  for outcome, row in rows[:_PROBLEMS_SHOWN]]
-        if run.problems > _PROBLEMS_SHOWN:
-            lines.append(f"  ... and {run.problems - _PROBLEMS_SHOWN} more")
+        lines += problem_lines(entry, _PROBLEMS_SHOWN)
     lines.append(f"Results: {result.results_path}")
     return _redact("\n".join(lines))
 
