@@ -415,8 +415,17 @@ class Engine:
         return None
 
     def _process(self, spec: SyncSpec, matcher: Matcher, desired: DesiredRow) -> _Done:
-        """Match, plan and (unless dry run) write one row; runs on a worker thread."""
-        match = matcher.match(desired)
+        """Match, plan and (unless dry run) write one row; runs on a worker thread. A read
+        that fails (after the client's retries) fails this row, retried by the next run,
+        not the model: its other rows go on."""
+        try:
+            match = matcher.match(desired)
+        except StripeWriteError as unread:
+            if unread.code == ACCOUNT_INVALID:  # the account's, not the row's: work() says so
+                raise
+            reason = f"Stripe: {unread}"
+            return desired.row, _skipped(desired.row, reason), \
+                Outcome.FAILED if unread.retryable else Outcome.REJECTED, reason
         plan = plan_row(spec, desired, match)
         if self.options.dry_run or plan.action not in _WRITES:
             return desired.row, plan, OUTCOME_OF_ACTION[plan.action], plan.reason
@@ -552,9 +561,10 @@ _WRITES = (Action.CREATE, Action.UPDATE, Action.REPLACE)
 _Done = tuple[DiffRow, RowPlan, Outcome, "str | None"]
 
 
-def _skipped(row: DiffRow) -> RowPlan:
+def _skipped(row: DiffRow, reason: str = "run aborted") -> RowPlan:
+    """The plan of a row that wrote nothing: the run aborted, or its read failed."""
     return RowPlan(key_value=row.key_value, action=Action.REJECTED, row_hash=row.row_hash,
-                   status=row.status, reason="run aborted")
+                   status=row.status, reason=reason)
 
 
 class _OutcomeWriter:

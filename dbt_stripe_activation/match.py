@@ -20,7 +20,7 @@ from .objects.base import flatten_object, normalize_key
 from .objects.contract import KeyLookup
 from .records import NO_MATCH, DesiredRow, Match, Outcome
 from .spec import SyncSpec
-from .stripe_api import StripeGateway
+from .stripe_api import StripeGateway, StripeWriteError
 
 # Below this many unknown keys, per-key lookups cost fewer reads than listing an account
 # of more than this many hundred objects; above it, one listing serves every key.
@@ -63,6 +63,7 @@ class Matcher:
         self._use_index = False
         self._lock = threading.Lock()
         self._building: dict[str | None, threading.Lock] = {}
+        self._unlisted: dict[str | None, StripeWriteError] = {}  # a listing that failed
         self.chosen: LookupStrategy | None = None
 
     def prepare(self, unknown_keys: int) -> None:
@@ -96,11 +97,18 @@ class Matcher:
             with self._lock:
                 if account in self._indexes:
                     return self._indexes[account]
+                if account in self._unlisted:  # listed once and failed: its rows fail fast
+                    raise self._unlisted[account]
             found: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-            for obj in self._every_object(self.gateway.for_account(account)):
-                key = self._key_of(obj)
-                if key is not None:
-                    found[key].append((obj["id"], self._flat(obj)))
+            try:
+                for obj in self._every_object(self.gateway.for_account(account)):
+                    key = self._key_of(obj)
+                    if key is not None:
+                        found[key].append((obj["id"], self._flat(obj)))
+            except StripeWriteError as exc:
+                with self._lock:
+                    self._unlisted[account] = exc
+                raise
             with self._lock:
                 self._indexes[account] = dict(found)
                 return self._indexes[account]

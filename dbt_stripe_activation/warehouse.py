@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -141,12 +143,19 @@ class Warehouse:
 
     def ensure_bookkeeping(self) -> None:
         """Create the bookkeeping schema and tables if missing (idempotent)."""
-        try:
-            self._create_bookkeeping()
-        except WarehouseError:
-            # Two syncs starting together can race on `create ... if not exists` (PostgreSQL
-            # reports a duplicate catalog entry): the second look finds the tables.
-            self._create_bookkeeping()
+        # Syncs starting together (shards) race to create the schema and each table: the
+        # loser of a race fails (PostgreSQL: a duplicate catalog entry) and its next look
+        # finds the winner's table. Each attempt gets past at least one race: the schema and
+        # four tables, and one more.
+        attempts = 6
+        for attempt in range(1, attempts + 1):
+            try:
+                self._create_bookkeeping()
+                break
+            except WarehouseError:
+                if attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0.05, 0.25 * attempt))
         self._bookkeeping_ready = True
 
     def _create_bookkeeping(self) -> None:

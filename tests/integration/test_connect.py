@@ -83,6 +83,29 @@ def test_each_row_goes_to_its_account_and_an_unknown_account_costs_one_request(
     assert sum(requests.values()) == 0, requests
 
 
+def test_a_read_that_fails_fails_its_rows_not_the_run(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    """Stripe answers 500 to every request (the SDK retries, then gives up): each row's
+    lookup fails that row, retried by the next run; the model is not an error."""
+    accounts = tuple(emulator.seed_accounts(2))
+    project = connected_project(tmp_path / "proj", "duckdb", account_rows(accounts, 2))
+    emulator.config(server_error_rate=1.0)
+    try:
+        failed = sync(project, emulator)
+    finally:
+        emulator.config(server_error_rate=0.0)
+    assert failed.code == 1, failed.stdout + failed.stderr
+    [model] = failed.json["models"]
+    assert (model["status"], model["counts"]["failed"]) == ("partial", 4)
+    assert all(r["reason"].startswith("Stripe: list customer: 500 api_error")
+               for r in model["failed"]), model["failed"]
+    again = sync(project, emulator)
+    assert again.code == 0 and again.json["models"][0]["counts"]["created"] == 4
+    for account in accounts:
+        assert crm_ids(emulator, account) == ["c00000", "c00001"]
+
+
 def test_references_resolve_in_the_rows_own_account(
     tmp_path: Path, emulator: EmulatorHandle
 ) -> None:
@@ -147,7 +170,9 @@ def test_three_shards_at_once_leave_the_state_one_process_leaves(
             env=sharded.env(STRIPE_API_KEY="sk_test_dsa", STRIPE_API_BASE=emulator.url),
         ) for k in (1, 2, 3)]
         outputs = [p.communicate(timeout=300) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0, 0], outputs
+        assert [p.returncode for p in procs] == [0, 0, 0], [
+            [m.get("error") for m in json.loads(out).get("models", [])] if out.strip() else err
+            for out, err in outputs]
         created = [sum(m["counts"]["created"] for m in json.loads(out)["models"])
                    for out, _ in outputs]
         assert sum(created) == 24 and sum(1 for c in created if c) >= 2  # spread over shards

@@ -32,6 +32,7 @@ from dbt_stripe_activation.warehouse import (
     RunRecord,
     Warehouse,
 )
+from tests.conftest import drop_postgres_schema
 from tests.integration.warehouse_fixtures import (
     BuiltProject,
     copy_model,
@@ -245,6 +246,42 @@ def test_bookkeeping_tables_are_created_once_and_kept(project: BuiltProject):
         wh.ensure_bookkeeping()  # a new process: the tables and their rows are kept
         assert bookkeeping_columns(wh, schema, database) == BOOKKEEPING
         assert wh.diff_counts(spec).unchanged == 5
+
+
+RACE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from dbt_stripe_activation.project import ProjectSettings, load_manifest
+from dbt_stripe_activation.warehouse import Warehouse
+root, target, schema, start_at = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+settings = ProjectSettings(project_dir=root, profiles_dir=root, target=target,
+                           target_path=root / "target",
+                           vars={"stripe_activation_schema": schema})
+with Warehouse.open(settings, load_manifest(settings)) as wh:
+    time.sleep(max(0.0, start_at - time.time()))
+    wh.ensure_bookkeeping()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("project", ["postgres"], indirect=True)  # DuckDB: one writer anyway
+def test_syncs_starting_together_create_the_bookkeeping_once(project: BuiltProject):
+    """Shards start side by side: each finds the schema or a table missing and creates it, and
+    the losers of each race must carry on with the winner's tables, not fail."""
+    import time
+
+    for attempt in range(2):
+        schema = f"{project.schema}_race{attempt}"
+        start_at = time.time() + 8  # every process has loaded dbt by then
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", RACE_SCRIPT, str(project.root), project.target, schema,
+             str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) for _ in range(4)]
+        try:
+            outputs = [p.communicate(timeout=120) for p in procs]
+            assert [p.returncode for p in procs] == [0] * 4, [err[-3000:] for _, err in outputs]
+        finally:
+            drop_postgres_schema(schema)
 
 
 # -- the diff ---------------------------------------------------------------------------------
