@@ -38,6 +38,7 @@ from .records import (
     Rejection,
     RowOutcome,
     RowPlan,
+    StateRecord,
 )
 from .spec import SyncSpec
 from .stripe_api import StripeWriteError
@@ -85,6 +86,7 @@ class EventSender:
         self.options = engine.options
         self.done = 0
         self.chunks = 0
+        self.paths = tuple(m.path for m in spec.fields)  # what the ledger keeps of an event
 
     def run(self, to_plan: int) -> None:
         """Stream, classify, and send chunk by chunk. The ledger (the warehouse, one thread)
@@ -125,19 +127,38 @@ class EventSender:
     def _classify(self, row: DiffRow, outcomes: list[Any]) -> _Event | None:
         """An event to send, or the row's outcome appended to `outcomes`."""
         previous = row.previous
-        base = RowPlan(key_value=row.key_value, action=Action.SEND, row_hash=row.row_hash,
-                       status=row.status)
-        prior = previous.outcome if previous is not None else None
-        if row.status is DiffStatus.UNSYNCED and previous is not None:
-            if not (prior == Outcome.UNCERTAIN.value and self.options.resend_uncertain):
-                outcomes.append((row, _replan(base, previous.outcome, previous.error),
-                                 Outcome(previous.outcome), previous.error))
+        if previous is not None:
+            outcome = self._settled(row, previous)
+            if outcome is not None:
+                outcomes.append(outcome)
                 return None
+        prepared = desired_values(self.spec, row, self.engine.planned_for(self.options))
+        if isinstance(prepared, Rejection):
+            outcome_of = Outcome.FAILED if prepared.retryable else Outcome.REJECTED
+            outcomes.append((row, _replan(_base(row), outcome_of.value, prepared.reason),
+                             outcome_of, prepared.reason))
+            return None
+        refused = self.allowed(prepared)
+        if refused is not None:
+            outcomes.append((row, _replan(_base(row), Outcome.REJECTED.value, refused),
+                             Outcome.REJECTED, refused))
+            return None
+        values = {p: v for p, v in prepared.values.items() if v is not None}
+        return _Event(row, build_params(values, create=True, spec=self.spec.object),
+                      {path: values.get(path) for path in self.paths})
+
+    def _settled(self, row: DiffRow, previous: StateRecord) -> tuple[Any, ...] | None:
+        """The outcome of a row the ledger already knows (sent, reported, or in flight past
+        the window), or None when it is to be sent (again)."""
+        prior = previous.outcome
+        if row.status is DiffStatus.UNSYNCED:
+            if not (prior == Outcome.UNCERTAIN.value and self.options.resend_uncertain):
+                return (row, _replan(_base(row), previous.outcome, previous.error),
+                        Outcome(previous.outcome), previous.error)
         elif prior in (Outcome.SENT.value, Outcome.ALREADY_SENT.value):
             # Sent before: its values changed since. Never sent again.
-            outcomes.append((row, self._already_sent(base, row), Outcome.ALREADY_SENT, None))
-            return None
-        elif prior == IN_FLIGHT and previous is not None and not self.options.resend_uncertain:
+            return (row, self._already_sent(_base(row), row), Outcome.ALREADY_SENT, None)
+        elif prior == IN_FLIGHT and not self.options.resend_uncertain:
             sent_at = previous.synced_at
             age = time.time() - sent_at.timestamp() if sent_at else float("inf")
             if age > RESEND_WINDOW_SECONDS:
@@ -147,23 +168,9 @@ class EventSender:
                     "check the meter in Stripe, then re-run with --resend-uncertain if it "
                     "is missing"
                 )
-                outcomes.append((row, _replan(base, Outcome.UNCERTAIN.value, reason),
-                                 Outcome.UNCERTAIN, reason))
-                return None
-        prepared = desired_values(self.spec, row, self.engine.planned_for(self.options))
-        if isinstance(prepared, Rejection):
-            outcome = Outcome.FAILED if prepared.retryable else Outcome.REJECTED
-            outcomes.append((row, _replan(base, outcome.value, prepared.reason), outcome,
-                             prepared.reason))
-            return None
-        refused = self.allowed(prepared)
-        if refused is not None:
-            outcomes.append((row, _replan(base, Outcome.REJECTED.value, refused),
-                             Outcome.REJECTED, refused))
-            return None
-        values = {p: v for p, v in prepared.values.items() if v is not None}
-        return _Event(row, build_params(values, create=True, spec=self.spec.object),
-                      {m.path: values.get(m.path) for m in self.spec.fields})
+                return (row, _replan(_base(row), Outcome.UNCERTAIN.value, reason),
+                        Outcome.UNCERTAIN, reason)
+        return None
 
     def _already_sent(self, base: RowPlan, row: DiffRow) -> RowPlan:
         prepared = desired_values(self.spec, row)
@@ -222,14 +229,13 @@ class EventSender:
             [f.result() for f in chunk.futures] if chunk.futures else [None] * len(chunk.requests)
         )
         if chunk.futures and all(error is None for error in answers):
-            # All acknowledged: the marks become `sent` in two statements.
+            # All acknowledged: the marks become `sent` in two statements, and are counted
+            # at once (a sent event is no problem to report, and no key a plan awaits).
             self.engine.warehouse.acknowledge(self.run_id, spec, chunk.mark,
                                               Outcome.SENT.value, Action.SEND.value)
-            for events in chunk.requests:
-                for event in events:
-                    self.done += 1
-                    self.engine.tally(spec, self.result, event.row.key_value,
-                                      _sent_plan(spec, event), Outcome.SENT, None)
+            sent = sum(len(events) for events in chunk.requests)
+            self.done += sent
+            self.result.counts[Outcome.SENT.value] += sent
             return
         done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
         for events, error in zip(chunk.requests, answers, strict=True):
@@ -269,6 +275,11 @@ class EventSender:
             ))
         if persist:
             engine.warehouse.write_outcomes(self.run_id, spec, persist)
+
+
+def _base(row: DiffRow) -> RowPlan:
+    return RowPlan(key_value=row.key_value, action=Action.SEND, row_hash=row.row_hash,
+                   status=row.status)
 
 
 def _sent_plan(spec: SyncSpec, event: _Event) -> RowPlan:

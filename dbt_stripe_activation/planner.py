@@ -12,12 +12,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .objects.base import (
+    Converter,
     build_params,
-    convert_value,
+    converter,
     normalize_key,
     resolve_field,
     validate_values,
@@ -54,19 +55,24 @@ def desired_values(
                          "a Stripe account id (acct_...); leave it null for the platform")
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for mapping in spec.fields:
-        raw = _raw_value(mapping, row, problems, planned)
-        target = resolve_field(spec.object, mapping.path)
-        try:
-            value = convert_value(target, raw)
-        except ValueError as exc:
-            problems.append(f"{mapping.path} ({mapping.source}): {exc}")
-            continue
+    columns = row.values
+    for field in _fields_of(spec):
+        if field.column is not None:
+            raw = columns.get(field.column)
+        else:
+            raw = _raw_value(field.mapping, row, problems, planned)
+        value = None
+        if raw is not None:
+            try:
+                value = field.convert(raw)
+            except ValueError as exc:
+                problems.append(f"{field.path} ({field.mapping.source}): {exc}")
+                continue
         if value is None or value == "" or value == []:
-            if mapping.null_values is NullPolicy.CLEAR:
-                values[mapping.path] = None
+            if field.clear:
+                values[field.path] = None
             continue
-        values[mapping.path] = value
+        values[field.path] = value
     issues = validate_values(spec.object, values)
     problems += [str(issue) for issue in issues]
     if problems:
@@ -76,6 +82,35 @@ def desired_values(
 
 
 _UNRESOLVED = object()
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One mapping, resolved once per sync: its converter, and the column to read when it
+    is a plain column (None: a constant or a reference, read by _raw_value)."""
+
+    mapping: FieldMapping
+    path: str
+    column: str | None
+    convert: Converter
+    clear: bool
+
+
+def _fields_of(spec: SyncSpec) -> tuple[_Field, ...]:
+    found = _FIELDS.get(id(spec))
+    if found is None or found[0] is not spec:
+        fields = tuple(
+            _Field(mapping, mapping.path,
+                   mapping.column if not mapping.is_constant and mapping.ref is None else None,
+                   converter(resolve_field(spec.object, mapping.path)),
+                   mapping.null_values is NullPolicy.CLEAR)
+            for mapping in spec.fields
+        )
+        found = _FIELDS[id(spec)] = (spec, fields)
+    return found[1]
+
+
+_FIELDS: dict[int, tuple[SyncSpec, tuple[_Field, ...]]] = {}
 
 
 def _raw_value(

@@ -232,13 +232,13 @@ class _Urllib3Client(stripe.HTTPClient):
         try:
             answer = self._pool.request(method.upper(), url, body=post_data,
                                         headers=dict(headers or {}), redirect=False)
-        except urllib3.exceptions.SSLError as exc:
+        except urllib3.exceptions.SSLError as exc:  # worded as the SDK's own clients word it
             raise stripe.APIConnectionError(
-                f"Could not verify Stripe's SSL certificate (network error: {exc})",
-                should_retry=False) from exc
+                "Could not verify Stripe's SSL certificate.\n\n(Network error: "
+                f"{type(exc).__name__}: {exc})", should_retry=False) from exc
         except urllib3.exceptions.HTTPError as exc:  # timeouts, resets, refused connections
             raise stripe.APIConnectionError(
-                f"Unexpected error communicating with Stripe (network error: "
+                "Unexpected error communicating with Stripe.\n\n(Network error: "
                 f"{type(exc).__name__}: {exc})", should_retry=True) from exc
         return answer.data, answer.status, answer.headers
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import operator
 import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -492,8 +493,13 @@ class Warehouse:
             path = handle.name
             writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, doublequote=True)
             writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_csv_value(row.get(column)) for column in columns])
+            values_of = _values_getter(columns, rows[0])
+            null = _CSV_NULL
+            writer.writerows(
+                [null if v is None else v.isoformat(sep=" ") if isinstance(v, datetime) else v
+                 for v in values_of(row)]
+                for row in rows
+            )
         try:
             sql = str(self._render("bulk_insert_sql", name=table, path=path)).strip()
             if not sql:
@@ -618,14 +624,30 @@ def _diff_row(
     )
 
 
-def _csv_value(value: Any) -> Any:
-    """A value for the bulk-load CSV: null as \\N (the load's null string), timestamps in
-    ISO form."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return value
+# The bulk-load CSV's null string (bulk_insert_sql loads it so); timestamps go in ISO form.
+_CSV_NULL = "\\N"
+
+
+def _values_getter(
+    columns: Sequence[str], first: Mapping[str, Any]
+) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """A row's values in column order: one C call per row when rows carry every column (a
+    batch's rows are alike), else a lookup per column (an absent column is null)."""
+
+    def looked_up(row: Mapping[str, Any]) -> Sequence[Any]:
+        return [row.get(column) for column in columns]
+
+    if len(columns) < 2 or not all(column in first for column in columns):
+        return looked_up
+    getter = operator.itemgetter(*columns)
+
+    def got(row: Mapping[str, Any]) -> Sequence[Any]:
+        try:
+            return getter(row)  # type: ignore[no-any-return]
+        except KeyError:
+            return looked_up(row)
+
+    return got
 
 
 def _to_json(values: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -216,28 +216,57 @@ def convert_value(spec: FieldSpec, raw: Any) -> Any:
     """
     if raw is None:
         return None
-    if spec.kind is ValueKind.DECIMAL:
-        return _as_decimal(raw)
-    if spec.kind is ValueKind.TIMESTAMP:
-        return as_unix_seconds(raw)
-    if spec.kind is ValueKind.INTEGER:
-        return _as_integer(spec, raw)
-    if spec.kind is ValueKind.BOOLEAN:
-        return _as_boolean(raw)
-    if spec.kind is ValueKind.STRING_LIST:
-        return _as_list(spec, raw)
-    if spec.kind is ValueKind.ENUM:
-        if isinstance(raw, bool):
-            raise ValueError(f"is a boolean; Stripe accepts {_choices_text(spec.choices)}")
-        text = _as_text(raw)
-        if spec.lowercase:
-            text = text.lower()
-        if text and text not in spec.choices:
-            accepted = spec.choices_name or _choices_text(spec.choices)
-            raise ValueError(f"is {_short(text)}; Stripe accepts {accepted}")
-        return text
+    return converter(spec)(raw)
+
+
+Converter = Callable[[Any], Any]
+
+
+def converter(spec: FieldSpec) -> Converter:
+    """convert_value for one field, chosen once: a sync converts the same fields row after
+    row (for a non-null value)."""
+    found = _CONVERTERS.get(id(spec))
+    if found is None or found[0] is not spec:
+        found = _CONVERTERS[id(spec)] = (spec, _make_converter(spec))
+    return found[1]
+
+
+_CONVERTERS: dict[int, tuple[FieldSpec, Converter]] = {}
+
+
+def _make_converter(spec: FieldSpec) -> Converter:
+    kind = spec.kind
+    if kind is ValueKind.DECIMAL:
+        return _as_decimal
+    if kind is ValueKind.TIMESTAMP:
+        return as_unix_seconds
+    if kind is ValueKind.INTEGER:
+        return functools.partial(_as_integer, spec)
+    if kind is ValueKind.BOOLEAN:
+        return _as_boolean
+    if kind is ValueKind.STRING_LIST:
+        return functools.partial(_as_list, spec)
+    if kind is ValueKind.ENUM:
+        return functools.partial(_as_enum, spec)
+    lowercase = spec.lowercase
+
+    def as_string(raw: Any) -> str:
+        text = raw if raw.__class__ is str else _as_text(raw)
+        return _check_text(spec, text.lower() if lowercase else text)
+
+    return as_string
+
+
+def _as_enum(spec: FieldSpec, raw: Any) -> str:
+    if isinstance(raw, bool):
+        raise ValueError(f"is a boolean; Stripe accepts {_choices_text(spec.choices)}")
     text = _as_text(raw)
-    return _check_text(spec, text.lower() if spec.lowercase else text)
+    if spec.lowercase:
+        text = text.lower()
+    if text and text not in spec.choices:
+        accepted = spec.choices_name or _choices_text(spec.choices)
+        raise ValueError(f"is {_short(text)}; Stripe accepts {accepted}")
+    return text
 
 
 def as_unix_seconds(value: Any) -> int | None:
@@ -329,7 +358,9 @@ def validate_values(spec: ObjectSpec, flat: FlatValues) -> list[RowIssue]:
                         f"{' and '.join(required)} together)",
                     )
                 )
-    keys = sum(1 for p, v in flat.items() if p.startswith(METADATA_PREFIX) and _is_set(v))
+    keys = 0
+    if len(flat) > spec.metadata_max_keys:  # fewer values than the limit: nothing to count
+        keys = sum(1 for p, v in flat.items() if p.startswith(METADATA_PREFIX) and _is_set(v))
     if keys > spec.metadata_max_keys:
         issues.append(
             RowIssue("metadata", f"has {keys} keys; Stripe allows at most {spec.metadata_max_keys}")
@@ -360,6 +391,21 @@ def build_params(flat: FlatValues, *, create: bool, spec: ObjectSpec) -> dict[st
     dropped on update.
     """
     params: dict[str, Any] = {}
+    if create:  # the common case, row after row: nothing is unset, nothing create-only
+        for path, value in flat.items():
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = list(value)
+            segments = _split(path)
+            if len(segments) == 1:
+                params[path] = value
+                continue
+            node = params
+            for segment in segments[:-1]:
+                node = node.setdefault(segment, {})
+            node[segments[-1]] = value
+        return params
     cleared_groups = set()
     if not create:
         for group in spec.required_together:

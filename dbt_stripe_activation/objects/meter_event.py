@@ -60,20 +60,23 @@ def _row_rules(flat: Mapping[str, Any], now: float | None = None) -> list[RowIss
     now = time.time() if now is None else now
     stamp = flat.get("timestamp")
     if isinstance(stamp, int):
-        shown = dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat()
         if stamp < now - PAST_WINDOW_SECONDS:
             issues.append(RowIssue(
-                "timestamp", f"{shown} is more than 35 days ago; Stripe accepts meter events "
-                "from the past 35 calendar days only"))
+                "timestamp", f"{_shown(stamp)} is more than 35 days ago; Stripe accepts meter "
+                "events from the past 35 calendar days only"))
         elif stamp > now + FUTURE_WINDOW_SECONDS:
             issues.append(RowIssue(
-                "timestamp", f"{shown} is more than 5 minutes ahead; it is sent once it is due",
-                retryable=True))
+                "timestamp", f"{_shown(stamp)} is more than 5 minutes ahead; it is sent once it "
+                "is due", retryable=True))
     value = flat.get("payload.value")
     if value is not None and not _WHOLE_NUMBER.fullmatch(str(value)):
         issues.append(RowIssue("payload.value",
                                f"is {str(value)!r}; a meter event's value is a whole number"))
     return issues
+
+
+def _shown(stamp: int) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat()
 
 
 def stream_event(params: Mapping[str, Any]) -> dict[str, Any]:
