@@ -501,7 +501,11 @@ class Warehouse:
                 for row in rows
             )
         try:
-            sql = str(self._render("bulk_insert_sql", name=table, path=path)).strip()
+            if any(c in path for c in "'\\\""):  # needs the macro's own quoting
+                sql = str(self._render("bulk_insert_sql", name=table, path=path)).strip()
+            else:  # rendered once per table: a chunk of events loads one file each
+                sql = self._statement("bulk_insert_sql", name=table,
+                                      path=_BULK_PATH).strip().replace(_BULK_PATH, path)
             if not sql:
                 self._statements[("bulk", table)] = ""
                 return False
@@ -624,6 +628,8 @@ def _diff_row(
     )
 
 
+# Where the bulk-load statement, rendered once, takes each file's path.
+_BULK_PATH = "dsa-bulk-load-file.csv"
 # The bulk-load CSV's null string (bulk_insert_sql loads it so); timestamps go in ISO form.
 _CSV_NULL = "\\N"
 
@@ -650,8 +656,12 @@ def _values_getter(
     return got
 
 
+_JSON = json.JSONEncoder(sort_keys=True, default=str)  # one encoder: json.dumps with
+# options builds a new one per call
+
+
 def _to_json(values: Mapping[str, Any]) -> str:
-    return json.dumps(dict(values), sort_keys=True, default=str)
+    return _JSON.encode(dict(values))
 
 
 def _from_json(text: Any) -> Mapping[str, Any]:
