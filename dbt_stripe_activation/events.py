@@ -71,6 +71,9 @@ class _Chunk:
 # Chunks whose requests may be in flight while the next one is read and marked: enough to
 # keep the pool busy across a ledger write, few enough to bound memory.
 _CHUNKS_IN_FLIGHT = 2
+# Acknowledged chunks are written `sent` together: at most this many, or this often.
+_ACK_MARKS_MAX = 100
+_ACK_INTERVAL_SECONDS = 5.0
 
 
 class EventSender:
@@ -87,6 +90,8 @@ class EventSender:
         self.done = 0
         self.chunks = 0
         self.paths = tuple(m.path for m in spec.fields)  # what the ledger keeps of an event
+        self.acked: list[str] = []  # marks of acknowledged chunks, not yet written `sent`
+        self.acked_since = time.monotonic()
 
     def run(self, to_plan: int) -> None:
         """Stream, classify, and send chunk by chunk. The ledger (the warehouse, one thread)
@@ -118,8 +123,11 @@ class EventSender:
                     in_flight.append(self._start_chunk(chunk, pool))
             finally:
                 # Every answer that came is recorded, even when the run is failing.
-                while in_flight:
-                    self._finish_chunk(in_flight.popleft())
+                try:
+                    while in_flight:
+                        self._finish_chunk(in_flight.popleft())
+                finally:
+                    self._write_acks()
         self.engine.on_progress(self.spec.model.name, self.done, to_plan)
 
     # -- one row -------------------------------------------------------------------------
@@ -229,13 +237,15 @@ class EventSender:
             [f.result() for f in chunk.futures] if chunk.futures else [None] * len(chunk.requests)
         )
         if chunk.futures and all(error is None for error in answers):
-            # All acknowledged: the marks become `sent` in two statements, and are counted
-            # at once (a sent event is no problem to report, and no key a plan awaits).
-            self.engine.warehouse.acknowledge(self.run_id, spec, chunk.mark,
-                                              Outcome.SENT.value, Action.SEND.value)
+            # All acknowledged: counted at once (a sent event is no problem to report, and no
+            # key a plan awaits); the marks become `sent` with the next batch of marks.
             sent = sum(len(events) for events in chunk.requests)
             self.done += sent
             self.result.counts[Outcome.SENT.value] += sent
+            self.acked.append(chunk.mark)
+            if (len(self.acked) >= _ACK_MARKS_MAX
+                    or time.monotonic() - self.acked_since >= _ACK_INTERVAL_SECONDS):
+                self._write_acks()
             return
         done: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
         for events, error in zip(chunk.requests, answers, strict=True):
@@ -252,6 +262,16 @@ class EventSender:
                                  f"Stripe: {error}; sent again under its identifier by the "
                                  "next run"))
         self._record_all(done, keep_in_flight=True)
+
+    def _write_acks(self) -> None:
+        """The acknowledged marks become `sent`: each write scans the model's state once, so
+        they are written together, every few seconds, not per chunk. An acknowledged event
+        whose mark a crash left in flight is sent again under its identifier by the next
+        run, inside Stripe's de-duplication window: exact either way."""
+        marks, self.acked = self.acked, []
+        self.acked_since = time.monotonic()
+        self.engine.warehouse.acknowledge(self.run_id, self.spec, marks, Outcome.SENT.value,
+                                          Action.SEND.value)
 
     def _record_all(self, items: Sequence[tuple[DiffRow, RowPlan, Outcome, str | None]],
                     keep_in_flight: bool = False) -> None:

@@ -35,7 +35,7 @@ from .records import (
 )
 from .spec import SyncSpec
 
-MACROS_API_VERSION = 4  # what macros/util.sql's macros_api_version() must return
+MACROS_API_VERSION = 5  # what macros/util.sql's macros_api_version() must return
 
 STATE_TABLE = "stripe_sync_state"
 RUNS_TABLE = "stripe_sync_runs"
@@ -402,17 +402,21 @@ class Warehouse:
                                  [model.unique_id, "updated", _utc_naive(since)], True)
         return [(str(key), int(count), _from_json(values)) for key, count, values in rows]
 
-    def acknowledge(self, run_id: str, spec: SyncSpec, mark_run_id: str, outcome: str,
+    def acknowledge(self, run_id: str, spec: SyncSpec, marks: Sequence[str], outcome: str,
                     action: str) -> None:
-        """The state rows one in-flight mark wrote (under `mark_run_id`) take `outcome` and
-        the run's id, and get their row results: two statements for any number of rows."""
+        """The state rows in-flight marks wrote (each under its mark run id) take `outcome`
+        and the run's id, and get their row results: two statements, each one scan of the
+        state, for any number of marks and rows."""
+        if not marks:
+            return
         self._ensure()
         model_id = spec.model.unique_id
         with self._transaction():
-            self._execute(self._statement("row_results_from_state_sql"),
-                          [run_id, action, outcome, _utc_naive(), model_id, mark_run_id])
-            self._execute(self._statement("state_ack_sql"),
-                          [outcome, run_id, model_id, mark_run_id])
+            for chunk in _chunks(list(marks)):
+                self._execute(self._statement("row_results_from_state_sql", n=len(chunk)),
+                              [run_id, action, outcome, _utc_naive(), model_id, *chunk])
+                self._execute(self._statement("state_ack_sql", n=len(chunk)),
+                              [outcome, run_id, model_id, *chunk])
 
     def state_count(self, model: DbtModel) -> int:
         """How many keys the model has in the sync state."""

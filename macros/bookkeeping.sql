@@ -319,31 +319,33 @@
 {% endmacro %}
 
 
-{#- Acknowledged events: the in-flight marks one chunk wrote (under its own run_id) get
-    their row results, then become `sent` under the run's id: two statements whatever the
-    chunk's size. -#}
-{% macro state_ack_sql() %}
-  {{ return(adapter.dispatch('state_ack_sql', 'stripe_activation')()) }}
+{#- Acknowledged events: the in-flight marks of `n` chunks (each written under a mark run id
+    of its own) get their row results, then become `sent` under the run's id: two
+    statements, each one scan of the state, for any number of rows. -#}
+{% macro state_ack_sql(n) %}
+  {{ return(adapter.dispatch('state_ack_sql', 'stripe_activation')(n)) }}
 {% endmacro %}
 
-{% macro default__state_ack_sql() %}
+{% macro default__state_ack_sql(n) %}
   {%- set b = stripe_activation.binding_char() -%}
   {{ return('update '
             ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_state'))
             ~ ' set last_outcome = ' ~ b ~ ', run_id = ' ~ b
-            ~ ' where model_unique_id = ' ~ b ~ ' and run_id = ' ~ b) }}
+            ~ ' where model_unique_id = ' ~ b ~ ' and run_id in '
+            ~ stripe_activation.placeholders(n)) }}
 {% endmacro %}
 
-{% macro row_results_from_state_sql() %}
-  {{ return(adapter.dispatch('row_results_from_state_sql', 'stripe_activation')()) }}
+{% macro row_results_from_state_sql(n) %}
+  {{ return(adapter.dispatch('row_results_from_state_sql', 'stripe_activation')(n)) }}
 {% endmacro %}
 
-{% macro default__row_results_from_state_sql() %}
+{% macro default__row_results_from_state_sql(n) %}
   {%- set b = stripe_activation.binding_char() -%}
   {{ return('insert into '
             ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_row_results'))
             ~ ' (run_id, model_unique_id, key_value, action, outcome, stripe_id, error, recorded_at)'
             ~ ' select ' ~ b ~ ', model_unique_id, key_value, ' ~ b ~ ', ' ~ b ~ ', stripe_id, last_error, ' ~ b
             ~ ' from ' ~ stripe_activation.bound_text(stripe_activation.bookkeeping_relation('stripe_sync_state'))
-            ~ ' where model_unique_id = ' ~ b ~ ' and run_id = ' ~ b) }}
+            ~ ' where model_unique_id = ' ~ b ~ ' and run_id in '
+            ~ stripe_activation.placeholders(n)) }}
 {% endmacro %}
