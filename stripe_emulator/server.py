@@ -239,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
         if account.connected:
             fingerprint = f"{account.id}|{fingerprint}"
         draws = state.planner.draw(config, fingerprint)
-        in_flight = account.stats.enter(endpoint)
+        in_flight, generation = account.stats.enter(endpoint)
         outcome, fault = "error", None
         started = time.monotonic()
         try:
@@ -275,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
             headers = [("Content-Type", "application/json"), ("Request-Id", request_id)]
             return _Answer(500, _json_bytes(exc.body(request_id)), headers)
         finally:
-            account.stats.leave(endpoint, outcome, fault)
+            account.stats.leave(endpoint, outcome, fault, generation)
 
     def _api_answer(
         self,

@@ -12,10 +12,14 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
+            # A request that arrived before a reset and ends after it is not counted again
+            # (its status would land in counts that never saw it arrive).
+            self.generation += 1
             self.requests_total = 0
             self.by_endpoint: Counter[str] = Counter()
             self.by_status: Counter[str] = Counter()
@@ -28,16 +32,19 @@ class Stats:
             self.max_in_flight = 0
             self.executing = 0  # writes past their locks and idempotency key, not yet committed
 
-    def enter(self, endpoint: str) -> int:
+    def enter(self, endpoint: str) -> tuple[int, int]:
+        """Count an arriving request: (requests in flight now, the counts' generation)."""
         with self._lock:
             self.requests_total += 1
             self.by_endpoint[endpoint] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            return self.in_flight
+            return self.in_flight, self.generation
 
-    def leave(self, endpoint: str, outcome: str, fault: str | None) -> None:
+    def leave(self, endpoint: str, outcome: str, fault: str | None, generation: int) -> None:
         with self._lock:
+            if generation != self.generation:
+                return  # arrived before a reset
             self.in_flight -= 1
             self.by_status[outcome] += 1
             self.by_endpoint_status.setdefault(endpoint, Counter())[outcome] += 1

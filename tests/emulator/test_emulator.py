@@ -554,6 +554,21 @@ def test_stats_count_requests_by_endpoint_and_status(
     assert stats["writes_committed"] == 2 and stats["customers"] == 1
 
 
+
+def test_a_request_in_flight_across_a_reset_is_not_counted_after_it(
+    client: stripe.StripeClient, emulator: EmulatorHandle
+) -> None:
+    """Counted on arrival before the reset, it must not reach the fresh counts when it
+    ends (a neighbouring test's slow request once added a status to this file's counts)."""
+    emulator.config(latency_ms=[600, 600])
+    slow = threading.Thread(target=lambda: client.v1.customers.list())
+    slow.start()
+    time.sleep(0.3)  # arrived, still in its latency
+    emulator.reset(stats_only=True)
+    slow.join()
+    stats = emulator.stats()
+    assert (stats["requests_total"], stats["by_status"], stats["in_flight"]) == (0, {}, 0)
+
 def test_config_rejects_unknown_keys(emulator: EmulatorHandle) -> None:
     with pytest.raises(Exception, match="unknown config keys: latency"):
         emulator.config(latency=5)
