@@ -251,12 +251,13 @@ class Warehouse:
         duplicates = self._duplicate_keys[spec.model.unique_id] = set()
         conn = self._session.connection("stripe_sync_stream")
         self._streams.append(conn)
-        width = len(spec.columns)
+        columns = spec.columns  # a property that builds the tuple: once, not per row
+        width = len(columns)
         ref_paths = [m.path for m in spec.references]
         scoped = spec.account_column is not None
         try:
             for raw_rows in self._session.stream(conn, sql, batch_size):
-                batch = [_diff_row(spec.columns, width, raw, full_resync, ref_paths, scoped)
+                batch = [_diff_row(columns, width, raw, full_resync, ref_paths, scoped)
                          for raw in raw_rows]
                 duplicates.update(
                     row.key_value
