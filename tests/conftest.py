@@ -11,7 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import commands
 from tests.servers import LocalStripe
+
+# dbt and dbt-stripe-sync run forked from a warm server: each still a process of its own.
+commands.enable()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """What the bad-input catalogue and the security checks share.
 
-One throwaway dbt project per group, built once; the CLI run as a user runs it (a
-subprocess) against a Stripe emulator of its own, whose counts are exact; and what a run left
-behind: the results file, the bookkeeping tables, the customers in Stripe.
+One throwaway dbt project per group, built once; the CLI run as a user runs it (a process
+of its own, tests/commands.py) against a Stripe emulator of its own, whose counts are exact;
+and what a run left behind: the results file, the bookkeeping tables, the customers in
+Stripe.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +23,7 @@ import yaml
 
 from stripe_emulator import start_emulator
 from stripe_emulator.handle import EmulatorHandle
+from tests import commands
 from tests.conftest import postgres_available
 from tests.integration.dbtproj import BIN, DbtProject
 
@@ -126,14 +127,7 @@ def run_cli(
         command = [str(BIN / "dbt-stripe-sync"), *args, "--target", dbt_target or project.target]
         if target is not None:
             command += ["--target-path", str(target)]
-        proc = subprocess.run(
-            command,
-            cwd=project.root,
-            env=project.env(**extra),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = commands.run(command, cwd=project.root, env=project.env(**extra), timeout=300)
         stats = stripe.stats()
     return Run(
         tuple(args),

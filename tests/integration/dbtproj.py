@@ -1,6 +1,7 @@
 """A throwaway dbt project for a test: seeds, models with meta blocks, profiles for DuckDB and
 PostgreSQL, the repo root installed as a local package, and helpers to build it and run the
-CLI against it as a user would (subprocesses: dbt, then dbt-stripe-sync).
+CLI against it as a user would (a process per command: dbt, then dbt-stripe-sync; see
+tests/commands.py).
 
 The warehouse tests' fixture project and the benchmark's projects are built with it too: the
 benchmark imports this module, so it must not import pytest, nor any module that does."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests import commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -102,10 +104,8 @@ class DbtProject:
             (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
 
     def dbt(self, *args: str, check: bool = True, timeout: float = 300) -> CliResult:
-        proc = subprocess.run(
-            [str(BIN / "dbt"), *args, "--target", self.target],
-            cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=timeout,
-        )
+        proc = commands.run([str(BIN / "dbt"), *args, "--target", self.target],
+                            cwd=self.root, env=self.env(), timeout=timeout)
         result = CliResult(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -123,11 +123,8 @@ class DbtProject:
         if stripe_url:
             extra["STRIPE_API_BASE"] = stripe_url
         extra.update(env or {})
-        proc = subprocess.run(
-            [str(BIN / "dbt-stripe-sync"), *args, "--target", self.target],
-            cwd=self.root, env=self.env(**extra), capture_output=True, text=True,
-            timeout=timeout,
-        )
+        proc = commands.run([str(BIN / "dbt-stripe-sync"), *args, "--target", self.target],
+                            cwd=self.root, env=self.env(**extra), timeout=timeout)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     def results_file(self) -> dict[str, Any]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
 
+from tests import commands
 from tests.integration.dbtproj import BIN, REPO_ROOT, DbtProject, new_project
 from tests.servers import LocalStripe
 
@@ -145,13 +145,12 @@ def test_integration_tests_project_builds_and_syncs(tmp_path: Path) -> None:
                    DBT_DUCKDB_PATH=str(tmp_path / "it.duckdb"),
                    STRIPE_API_KEY="sk_test_it", STRIPE_API_BASE=emulator.url)
         for args in (["deps"], ["build"]):
-            done = subprocess.run([str(BIN / "dbt"), *args], cwd=project_dir, env=env,
-                                  capture_output=True, text=True)
+            done = commands.run([str(BIN / "dbt"), *args], cwd=project_dir, env=env)
             assert done.returncode == 0, done.stdout
         outputs = {}
         for command in ("check", "plan", "sync", "sync"):
-            done = subprocess.run([str(BIN / "dbt-stripe-sync"), command, "--output", "json"],
-                                  cwd=project_dir, env=env, capture_output=True, text=True)
+            done = commands.run([str(BIN / "dbt-stripe-sync"), command, "--output", "json"],
+                                cwd=project_dir, env=env)
             assert done.returncode == 0, done.stdout + done.stderr
             outputs[command if command not in outputs else "again"] = json.loads(done.stdout)
 
