@@ -311,6 +311,19 @@ def test_registry() -> None:
     )
 
 
+def test_no_field_has_a_name_the_sdk_raw_request_takes_as_an_option() -> None:
+    """Writes go through StripeClient.raw_request, which takes these keyword names (the
+    SDK's request options, `base`, `usage`) out of the fields: no object may have one."""
+    from stripe._request_options import RequestOptions
+
+    from dbt_stripe_activation.stripe_api import RAW_REQUEST_NAMES
+
+    assert set(RequestOptions.__annotations__) <= RAW_REQUEST_NAMES
+    for spec in OBJECT_SPECS.values():
+        names = {path.split(".")[0] for path in spec.fields} | set(spec.keys)
+        assert not names & RAW_REQUEST_NAMES, spec.name
+
+
 # --- field lookup ---------------------------------------------------------------------------
 
 
