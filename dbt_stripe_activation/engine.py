@@ -281,7 +281,11 @@ class Engine:
             collect(finished)
 
         max_in_flight = max(opts.concurrency * 4, 32)
-        with ThreadPoolExecutor(max_workers=opts.concurrency,
+        # Connected accounts: a worker waiting for its account's paced time holds no
+        # request slot (ratelimit._slot), so twice the workers keep every account's next
+        # request ready while `concurrency` still caps the requests in flight.
+        workers = opts.concurrency * (2 if spec.account_column is not None else 1)
+        with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix="stripe-sync") as pool:
             try:
                 for batch in self.warehouse.stream_diff(spec, opts.full_resync, opts.batch_size):

