@@ -245,14 +245,23 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.001)
 
 
+class BlockingSleep:
+    """A sleep that blocks until `wake` is set, then moves the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.asleep, self.wake = threading.Event(), threading.Event()
+
+    def __call__(self, seconds: float) -> None:
+        self.asleep.set()
+        assert self.wake.wait(10)
+        self.clock.sleep(seconds)
+
+
 def test_a_thread_sleeping_for_its_slot_holds_no_lock() -> None:
     clock = FakeClock()
-    asleep, wake = threading.Event(), threading.Event()
-
-    def blocking_sleep(seconds: float) -> None:
-        asleep.set()
-        assert wake.wait(10)
-        clock.sleep(seconds)
+    blocking_sleep = BlockingSleep(clock)
+    asleep, wake = blocking_sleep.asleep, blocking_sleep.wake
 
     lim = RateLimiter(1, 100, 4, clock=clock, sleep=blocking_sleep, decrease_factor=0.7)
     lim.acquire(CREATE)  # t=0: no wait
@@ -301,33 +310,26 @@ def test_a_request_waiting_for_its_paced_time_holds_no_slot() -> None:
     """One slot; an account whose budget is used up waits for its time without the slot,
     so another account's request that is due goes first."""
     clock = FakeClock()
-    asleep, wake = threading.Event(), threading.Event()
-
-    def blocking_sleep(seconds: float) -> None:
-        asleep.set()
-        assert wake.wait(10)
-        clock.sleep(seconds)
+    blocking_sleep = BlockingSleep(clock)
+    asleep, wake = blocking_sleep.asleep, blocking_sleep.wake
 
     lim = RateLimiter(100, 100, 1, account_rps=1, clock=clock, sleep=blocking_sleep)
     with lim.slot(CREATE, "acct_slow"):
         pass  # its budget: the next request in a second
-    slow_sent = threading.Event()
 
-    def slow() -> None:
-        with lim.slot(CREATE, "acct_slow"):
-            slow_sent.set()
+    def send(account: str, sent: threading.Event) -> threading.Thread:
+        def request() -> None:
+            with lim.slot(CREATE, account):
+                sent.set()
 
-    waiting = threading.Thread(target=slow)
-    waiting.start()
+        thread = threading.Thread(target=request)
+        thread.start()
+        return thread
+
+    slow_sent, entered = threading.Event(), threading.Event()
+    waiting = send("acct_slow", slow_sent)
     assert asleep.wait(10)
-    entered = threading.Event()
-
-    def due() -> None:
-        with lim.slot(CREATE, "acct_due"):
-            entered.set()
-
-    other = threading.Thread(target=due)
-    other.start()
+    other = send("acct_due", entered)
     assert entered.wait(10), "the due request waited behind one that was not due"
     assert not slow_sent.is_set()
     wake.set()
