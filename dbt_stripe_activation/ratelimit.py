@@ -215,7 +215,7 @@ class RateLimiter:
     def _slot(self, endpoint: str, account: str | None) -> Iterator[None]:
         """Wait for the paced time, then for a concurrency slot: a thread waiting for its
         time holds no slot, so one account's queue of paced requests never keeps the slots
-        from another account's requests that are due (benchmark f: 0.81 -> 0.84 of the
+        from another account's requests that are due (benchmark f: 0.81 -> 0.85 of the
         limit). A request that then waited for a slot past its time is paced again: slots
         freed together must not send the requests that waited for them as a burst."""
         slots = self._pool_slots if endpoint in self._separate else self._slots

@@ -1,5 +1,5 @@
 """The command lines the tests run (dbt, dbt-stripe-sync): each in a process of its own,
-forked from a warm server that imported dbt-core, its adapters and the Stripe SDK once.
+forked from a warm server that imported dbt-core and its adapters once.
 
 A fresh CLI process spends about 3 s of CPU importing dbt-core and its adapters before it
 does anything, and the suite runs hundreds of them on two cores: most of its time. With
