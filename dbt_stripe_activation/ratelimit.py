@@ -5,7 +5,14 @@ above either (docs.stripe.com/rate-limits). A 429 costs a request and a backoff;
 under the limits costs nothing. The limiter paces every request (SDK retries included), and on
 a 429 cuts the rate of the scope Stripe names in `Stripe-Rate-Limited-Reason`, then recovers
 it additively once the account has been quiet: the classic AIMD of TCP congestion control.
-Knows nothing of Stripe's objects or of dbt.
+
+A default can be far above an account's real limit (Stripe does not publish the sandbox's
+meter event limits; the defaults assume a tenth of live mode's). Cutting by a factor at a
+time would take many seconds of 429s to come down, and a recovery sized to the default would
+go straight back up. So each bucket counts the answers Stripe admitted in the last second:
+on a 429 the limit is about that count. The bucket learns it, paces just under it at once,
+recovers quickly only up to that pace, and probes above it slowly (benchmarks/RESULTS.md,
+usage (d)). Knows nothing of Stripe's objects or of dbt.
 """
 
 from __future__ import annotations
@@ -13,14 +20,27 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 GLOBAL = "global"
+
 # A request that got its concurrency slot later than this after its paced time is paced
 # again before it is sent (a thread's wake-up under load is late by a few milliseconds).
 LATE_SECONDS = 0.025
+# A learned limit is paced at this share of it (a 429 there is arrival jitter, not a wrong
+# rate); above that pace the rate probes for a higher limit at PROBE_SHARE of it a second.
+LEARNED_PACE = 0.97
+PROBE_SHARE = 0.01
+# Admitted answers are counted over this window: Stripe's limits are per second.
+ADMITTED_WINDOW_SECONDS = 1.0
+# Before a bucket has a second of answers, refusals of at least this many, and this share of
+# the answers admitted so far, are a flood: a pace far above the limit, which is about what
+# was admitted (a 10x default meets a sandbox limit within its first tenth of a second).
+FLOOD_MIN_REFUSED = 5
+FLOOD_SHARE = 0.1
 
 # Stripe-Rate-Limited-Reason -> which bucket a 429 says is too fast. `resource-specific`
 # (one object or a special endpoint such as Search) is not about our pace: no rate change.
@@ -49,6 +69,7 @@ class BucketState:
     ceiling: float
     rate: float
     floor: float
+    learned: float | None = None
 
 
 class _Bucket:
@@ -63,13 +84,59 @@ class _Bucket:
         self.last_limited = -math.inf
         self.last_decrease = -math.inf
         self.recovered_at = now
+        self.admitted: deque[float] = deque()  # when the answers of the last second came
+        self.refused: deque[float] = deque()  # when the 429s of the last second came
+        self.learned_at = -math.inf
+        self.active_since = now  # sending without a pause of a second since then
+        self.last_reserved = now
+        self.learned: float | None = None  # the limit Stripe showed, once it did
+
+    def admit(self, now: float) -> None:
+        self.admitted.append(now)
+        self._forget(now)
+
+    def refuse(self, now: float) -> None:
+        self.refused.append(now)
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        horizon = now - ADMITTED_WINDOW_SECONDS
+        for times in (self.admitted, self.refused):
+            while times and times[0] < horizon:
+                times.popleft()
+
+    def flood_measure(self, now: float) -> float | None:
+        """What was admitted so far, when a bucket without a second of answers is refused
+        in a flood; None otherwise (a 429 or a few are jitter, not a measure)."""
+        self._forget(now)
+        admitted, refused = len(self.admitted), len(self.refused)
+        if admitted and refused >= max(FLOOD_MIN_REFUSED, FLOOD_SHARE * admitted):
+            return admitted / ADMITTED_WINDOW_SECONDS
+        return None
+
+    def learn(self, limit: float, now: float) -> None:
+        """Pace just under the limit Stripe showed (never faster than the pace was)."""
+        self.learned = limit
+        self.learned_at = now
+        self.rate = max(self.floor, min(self.rate, limit) * LEARNED_PACE)
+
+    def admitted_rate(self, now: float) -> float | None:
+        """Answers Stripe admitted over the last second; None unless the bucket has been
+        sending for all of it (one just started, or resumed after a pause, has no measure)."""
+        if now - self.active_since < ADMITTED_WINDOW_SECONDS:
+            return None
+        self._forget(now)
+        return len(self.admitted) / ADMITTED_WINDOW_SECONDS
 
     def earliest(self, now: float) -> float:
         tolerance = (self.burst - 1.0) / self.rate
         return max(now, self.next_free - tolerance)
 
-    def take(self, at: float) -> None:
+    def take(self, at: float, now: float) -> None:
         self.next_free = max(self.next_free, at) + 1.0 / self.rate
+        if now - self.last_reserved > ADMITTED_WINDOW_SECONDS:
+            self.active_since = now
+        self.last_reserved = now
 
 
 class RateLimiter:
@@ -163,16 +230,30 @@ class RateLimiter:
         return [GLOBAL + suffix, endpoint + suffix]
 
     def _recover(self, bucket: _Bucket, now: float) -> None:
-        """Additive increase: after `quiet_seconds` without a 429, grow the rate linearly."""
+        """Additive increase: after `quiet_seconds` without a 429, grow the rate linearly;
+        with a learned limit, quickly up to its pace, then slowly (a probe) above it."""
         if bucket.rate >= bucket.ceiling:
             bucket.recovered_at = now
             return
         start = max(bucket.last_limited + self._quiet, bucket.recovered_at)
         if now <= start:
             return
-        per_second = self._recovery or max(0.5, 0.1 * bucket.ceiling)
-        bucket.rate = min(bucket.ceiling, bucket.rate + (now - start) * per_second)
+        elapsed = now - start
         bucket.recovered_at = now
+        learned = bucket.learned
+        if learned is None:
+            per_second = self._recovery or max(0.5, 0.1 * bucket.ceiling)
+            bucket.rate = min(bucket.ceiling, bucket.rate + elapsed * per_second)
+            return
+        pace = min(bucket.ceiling, learned * LEARNED_PACE)
+        if bucket.rate < pace:
+            per_second = self._recovery or max(0.5, 0.1 * learned)
+            gained = min(pace - bucket.rate, elapsed * per_second)
+            bucket.rate += gained
+            elapsed -= gained / per_second
+        if elapsed > 0:
+            probe = max(0.05, PROBE_SHARE * learned)
+            bucket.rate = min(bucket.ceiling, bucket.rate + elapsed * probe)
 
     def reserve(self, endpoint: str, account: str | None = None) -> float:
         """Take the next free slot in the global and the endpoint bucket; the time to send at.
@@ -186,7 +267,7 @@ class RateLimiter:
                 self._recover(bucket, now)
             at = max(bucket.earliest(now) for bucket in buckets)
             for bucket in buckets:
-                bucket.take(at)
+                bucket.take(at, now)
             return at
 
     def acquire(self, endpoint: str, account: str | None = None) -> None:
@@ -217,7 +298,9 @@ class RateLimiter:
         time holds no slot, so one account's queue of paced requests never keeps the slots
         from another account's requests that are due (benchmark f: 0.81 -> 0.85 of the
         limit). A request that then waited for a slot past its time is paced again: slots
-        freed together must not send the requests that waited for them as a burst."""
+        freed together must not send the requests that waited for them as a burst. One that
+        found a slot free is sent however late its thread woke (a busy interpreter wakes
+        threads late): pacing it again would waste its slot (usage (d): 84 of 97 a second)."""
         slots = self._pool_slots if endpoint in self._separate else self._slots
         with self._lock:
             self.waiting += 1
@@ -225,9 +308,10 @@ class RateLimiter:
         delay = at - self._clock()
         if delay > 0:
             self._sleep(delay)
-        slots.acquire()
-        if self._clock() - at > LATE_SECONDS:
-            self.acquire(endpoint, account)
+        if not slots.acquire(blocking=False):
+            slots.acquire()
+            if self._clock() - at > LATE_SECONDS:
+                self.acquire(endpoint, account)
         with self._lock:
             self.waiting -= 1
             self.in_flight += 1
@@ -239,13 +323,25 @@ class RateLimiter:
                 self.in_flight -= 1
             slots.release()
 
+    def on_admitted(self, endpoint: str, account: str | None = None) -> None:
+        """A request of `endpoint` was answered, not refused with a 429: counted by each
+        bucket it was paced by, so that a 429 can tell how much Stripe admits."""
+        with self._lock:
+            now = self._clock()
+            for scope in self._scopes(endpoint, account):
+                self._bucket(scope).admit(now)
+
     def on_rate_limited(
         self, endpoint: str, reason: str | None, account: str | None = None
     ) -> str | None:
         """Multiplicative decrease for the scope a 429 names; the bucket cut, or None.
 
         One cut per `decrease_cooldown_seconds` and bucket: the requests already in flight when
-        the limit was hit answer 429 together, and are one congestion signal, not many.
+        the limit was hit answer 429 together, and are one congestion signal, not many. With a
+        second of answers counted, the limit is about what Stripe admitted in it (a refusal
+        means that second was full): the bucket learns it and paces just under it at once,
+        however far above it the pace was. Before that, a flood of refusals after a blind cut
+        says the same of what was admitted so far.
         """
         scope = scope_for_reason(reason)
         if scope is None:
@@ -258,9 +354,19 @@ class RateLimiter:
             self._recover(bucket, now)
             bucket.last_limited = now
             bucket.recovered_at = now
+            bucket.refuse(now)
             if now - bucket.last_decrease >= self._cooldown:
-                bucket.rate = max(bucket.floor, bucket.rate * self._decrease)
+                admitted = bucket.admitted_rate(now)
+                if admitted:
+                    bucket.learn(admitted, now)
+                else:  # no second of answers: no measure, a blind cut
+                    bucket.rate = max(bucket.floor, bucket.rate * self._decrease)
                 bucket.last_decrease = now
+            elif bucket.learned_at < bucket.last_decrease:
+                # Within a blind cut's cooldown: a flood of refusals is a measure already.
+                flood = bucket.flood_measure(now)
+                if flood:
+                    bucket.learn(flood, now)
         return key
 
     def state(self, scope: str = GLOBAL) -> BucketState:
@@ -268,7 +374,7 @@ class RateLimiter:
         with self._lock:
             bucket = self._bucket(scope)
             self._recover(bucket, self._clock())
-            return BucketState(bucket.ceiling, bucket.rate, bucket.floor)
+            return BucketState(bucket.ceiling, bucket.rate, bucket.floor, bucket.learned)
 
     def rate(self, scope: str = GLOBAL) -> float:
         return self.state(scope).rate

@@ -302,6 +302,8 @@ class _MeteredHTTPClient(stripe.HTTPClient):
                 self._limiter.on_rate_limited(
                     endpoint, _header(rheaders, "stripe-rate-limited-reason"), account
                 )
+        else:
+            self._limiter.on_admitted(endpoint, account)
         return content, status, rheaders
 
     def _should_retry(

@@ -343,6 +343,33 @@ def test_pacing_stays_under_stripe_test_mode_limits(fresh_emulator: Any) -> None
     assert fresh_emulator.stats()["by_endpoint"] == {CREATE: 45}
 
 
+def test_a_stream_limit_far_under_the_default_is_learned_from_one_second_of_answers(
+    fresh_emulator: Any,
+) -> None:
+    # Stripe does not publish the sandbox's meter event limits: the default pace for a test
+    # key (1,000 stream requests/s) may be far above the account's. Cutting by 0.85 per
+    # second would take 14 s of 429s to come down; the limiter learns the limit instead.
+    stream = "POST /v2/billing/meter_event_stream"
+    fresh_emulator.config(endpoint_rate_limits={stream: 20})
+    gw = gateway(fresh_emulator.url, rate_limit_backoff_seconds=0.1,
+                 separate_pools={stream: 1000.0})  # the pipeline's default for a test key
+    assert gw.limiter.rate(stream) == pytest.approx(950)  # paced at 0.95 of it
+
+    def send(i: int) -> None:
+        gw.send_event_stream([{"event_name": "api_calls", "identifier": f"learn-{i}",
+                               "payload": {"stripe_customer_id": "cus_x", "value": "1"}}])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(send, range(50)))  # the first second floods, then a 429 is measured
+        state = gw.limiter.state(stream)
+        assert state.learned is not None and 18 <= state.learned <= 22
+        assert state.rate <= 1.1 * state.learned  # probing above it slowly, not at 950
+        refused = gw.stats.rate_limited
+        list(pool.map(send, range(50, 90)))  # two seconds at the learned pace
+    assert fresh_emulator.stats()["meter_events"]["received"] == 90
+    assert gw.stats.rate_limited - refused <= 3
+
+
 def test_a_restricted_key_is_checked_with_a_customer_list(fresh_emulator: Any) -> None:
     gw = gateway(fresh_emulator.url, NO_WRITE_KEY)
     result = gw.check(CUSTOMER_PROBE)

@@ -205,6 +205,128 @@ def test_default_cut_and_recovery_step_is_ten_percent_of_the_ceiling() -> None:
     assert lim.rate() == pytest.approx(40.0)  # never above the ceiling
 
 
+STREAM = "POST /v2/billing/meter_event_stream"
+
+
+def admit_for_a_second(lim: RateLimiter, clock: FakeClock, endpoint: str, count: int) -> None:
+    """`count` requests sent and admitted over the next second, evenly."""
+    start = clock()
+    for i in range(count):
+        clock.set(start + i / count)
+        lim.reserve(endpoint)
+        lim.on_admitted(endpoint)
+    clock.set(start + 1.0)
+
+
+def test_a_429_after_a_second_of_answers_learns_the_limit_from_what_was_admitted() -> None:
+    # A default ten times the real limit (the sandbox's meter event stream): one 429 brings
+    # the pace just under what Stripe admitted, instead of 14 seconds of cuts by 0.85.
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
+                      sleep=clock.sleep)
+    admit_for_a_second(lim, clock, STREAM, 100)
+    lim.on_rate_limited(STREAM, "endpoint-rate")
+    state = lim.state(STREAM)
+    assert state.learned == pytest.approx(100)
+    assert state.rate == pytest.approx(97)
+    times = grant_times(lim, clock, [STREAM] * 300)
+    assert within(times, clock() - 1, clock()) <= 98
+
+
+def test_without_a_second_of_answers_the_cut_is_the_blind_factor() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
+                      sleep=clock.sleep)
+    for _ in range(50):
+        lim.on_admitted(STREAM)
+    clock.set(0.5)
+    lim.on_rate_limited(STREAM, "endpoint-rate")
+    assert lim.state(STREAM).learned is None
+    assert lim.rate(STREAM) == pytest.approx(850)
+
+
+def test_a_bucket_resumed_after_a_pause_has_no_measure_until_a_second_passes() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=40, quiet_seconds=1e9)
+    admit_for_a_second(lim, clock, CREATE, 40)
+    clock.set(clock() + 10.0)  # a pause (the listing phase, say), then 0.3 s of answers
+    for _ in range(12):
+        clock.set(clock() + 0.025)
+        lim.reserve(CREATE)
+        lim.on_admitted(CREATE)
+    lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.state().learned is None  # 12 answers are not a second's worth
+    assert lim.rate() == pytest.approx(40 * 0.7)
+
+
+def test_a_flood_of_429s_in_the_first_second_is_a_measure_a_few_are_not() -> None:
+    # The stream's first tenth of a second at a 10x default: 100 admitted, then the requests
+    # in flight behind them refused together.
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
+                      sleep=clock.sleep)
+    for i in range(100):
+        clock.set(i / 1000)
+        lim.reserve(STREAM)
+        lim.on_admitted(STREAM)
+    lim.on_rate_limited(STREAM, "endpoint-rate")
+    assert (lim.state(STREAM).learned, lim.rate(STREAM)) == (None, pytest.approx(850))
+    for _ in range(8):  # nine refusals in all: under a tenth of the answers
+        lim.on_rate_limited(STREAM, "endpoint-rate")
+    assert (lim.state(STREAM).learned, lim.rate(STREAM)) == (None, pytest.approx(850))
+    lim.on_rate_limited(STREAM, "endpoint-rate")  # the tenth
+    assert lim.state(STREAM).learned == pytest.approx(100)
+    assert lim.rate(STREAM) == pytest.approx(97)
+    for _ in range(20):  # once learned, the rest of the flood changes nothing
+        lim.on_rate_limited(STREAM, "endpoint-rate")
+    assert lim.rate(STREAM) == pytest.approx(97)
+
+
+def test_answers_older_than_a_second_do_not_count() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, global_rps=40, quiet_seconds=1e9)
+    admit_for_a_second(lim, clock, CREATE, 40)
+    admit_for_a_second(lim, clock, CREATE, 20)  # a second half as busy
+    lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.state().learned == pytest.approx(20)
+    assert lim.rate() == pytest.approx(20 * 0.97)
+
+
+def test_a_learned_limit_recovers_quickly_to_its_pace_then_probes_slowly() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(1000, 1000, 4, clock=clock, sleep=clock.sleep, quiet_seconds=1.0)
+    admit_for_a_second(lim, clock, CREATE, 200)
+    lim.on_rate_limited(CREATE, "global-rate")  # learned 200, paced at 194
+    assert lim.rate() == pytest.approx(194)
+    clock.set(clock() + 1.0)
+    assert lim.rate() == pytest.approx(194)  # the quiet second
+    clock.set(clock() + 10.0)
+    # Ten seconds of probing at 1% of the learned limit a second, not 10% of the ceiling.
+    assert lim.rate() == pytest.approx(194 + 10 * 2)
+    clock.set(clock() + 1.0)
+    admit_for_a_second(lim, clock, CREATE, 150)  # the account's limit fell
+    lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.state().learned == pytest.approx(150)
+    assert lim.rate() == pytest.approx(150 * 0.97)
+
+
+def test_a_pace_cut_below_the_learned_limit_recovers_to_it_at_the_quick_step() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(1000, 1000, 4, clock=clock, sleep=clock.sleep, quiet_seconds=1.0)
+    admit_for_a_second(lim, clock, CREATE, 200)
+    lim.on_rate_limited(CREATE, "global-rate")  # learned 200, paced at 194
+    # Answers to requests sent before the cut: 200 more admitted in the next second, and a
+    # 429 among them. The pace is cut under itself, the learned limit stays 200.
+    admit_for_a_second(lim, clock, CREATE, 200)
+    lim.on_rate_limited(CREATE, "global-rate")
+    assert lim.state().learned == pytest.approx(200)
+    assert lim.rate() == pytest.approx(194 * 0.97)
+    clock.set(clock() + 1.0 + 0.25)  # quiet, then a quarter second at 10% of 200 a second
+    assert lim.rate() == pytest.approx(194 * 0.97 + 5)
+    clock.set(clock() + 2.0)  # back at 194 after 0.29 s in all, then probing at 2 a second
+    assert lim.rate() == pytest.approx(194 + (2.25 - 194 * 0.03 / 20) * 2)
+
+
 @pytest.mark.parametrize(
     ("reason", "cut"),
     [
@@ -368,6 +490,25 @@ def test_requests_that_waited_for_a_slot_past_their_time_are_paced_again() -> No
     for thread in (first, *waiters):
         thread.join(10)
     assert sent_at == pytest.approx([5.0, 5.1])
+
+
+def test_a_thread_that_woke_late_with_a_slot_free_is_not_paced_again() -> None:
+    """A busy interpreter wakes a paced thread late; with a slot free it is sent as it is.
+    Pacing it again would take a second reservation and leave its own slot unused: a paced
+    stream of such requests would then run under its rate."""
+    clock = FakeClock()
+
+    def oversleep(seconds: float) -> None:
+        clock.sleep(seconds + 0.05)  # every wake-up 50 ms late
+
+    lim = RateLimiter(10, 100, 4, clock=clock, sleep=oversleep)
+    sent_at: list[float] = []
+    for _ in range(3):
+        with lim.slot(CREATE):
+            sent_at.append(clock())
+    assert sent_at == pytest.approx([0.0, 0.15, 0.25])
+    # Three reservations for three requests: the next free slot is the fourth's, at 0.3.
+    assert lim.reserve(CREATE) == pytest.approx(0.3)
 
 
 def test_invalid_settings_are_refused() -> None:
