@@ -298,7 +298,9 @@
 
 {#- A bulk load of rows from a CSV file the Python package wrote (header, every column of
     the table in order): many rows for one statement. An adapter without a fast file load
-    returns '' and the rows go in bound INSERT statements instead. -#}
+    returns '' and the rows go in bound INSERT statements instead. DuckDB is told the whole
+    dialect and auto_detect = false: it sniffs the file even when given the columns, 20 ms of
+    a 2,000-row load that takes 2 ms without. -#}
 {% macro bulk_insert_sql(name, path) %}
   {{ return(adapter.dispatch('bulk_insert_sql', 'stripe_activation')(name, path)) }}
 {% endmacro %}
@@ -314,7 +316,8 @@
   {%- endfor -%}
   {{ return('insert into ' ~ stripe_activation.bookkeeping_relation(name)
             ~ ' select * from read_csv(' ~ stripe_activation.string_literal(path)
-            ~ ', header = true, quote = \'"\', escape = \'"\', nullstr = \'\\N\', columns = {'
+            ~ ', header = true, delim = \',\', quote = \'"\', escape = \'"\', nullstr = \'\\N\''
+            ~ ', auto_detect = false, columns = {'
             ~ types | join(', ') ~ '})') }}
 {% endmacro %}
 
