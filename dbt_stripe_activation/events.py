@@ -70,7 +70,7 @@ class _Chunk:
 
 # Chunks whose requests may be in flight while the next one is read and marked: enough to
 # keep the pool busy across a ledger write, few enough to bound memory.
-_CHUNKS_IN_FLIGHT = 2
+_CHUNKS_IN_FLIGHT = 6
 # Acknowledged chunks are written `sent` together: at most this many, or this often.
 _ACK_MARKS_MAX = 100
 _ACK_INTERVAL_SECONDS = 5.0
