@@ -208,12 +208,9 @@ class EventSender:
         if self.options.dry_run:
             return _Chunk(mark, requests, [])
         # The write-ahead mark: whatever happens next, the next run knows these were sent.
-        engine.warehouse.write_outcomes(mark, spec, [
-            RowOutcome(key_value=e.row.key_value, action=Action.SEND.value, outcome=IN_FLIGHT,
-                       stripe_id=None, row_hash=e.row.row_hash,
-                       synced_values=e.sent, error=None)
-            for e in chunk
-        ], row_results=False, fresh=all(e.row.previous is None for e in chunk))
+        engine.warehouse.write_marks(
+            mark, spec, [(e.row.key_value, e.row.row_hash, e.sent) for e in chunk],
+            IN_FLIGHT, Action.SEND.value, fresh=all(e.row.previous is None for e in chunk))
         return _Chunk(mark, requests, [pool.submit(self._send, events) for events in requests])
 
     def _send(self, events: list[_Event]) -> StripeWriteError | None:

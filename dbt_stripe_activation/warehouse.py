@@ -14,7 +14,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -393,6 +393,47 @@ class Warehouse:
                 ],
             )
 
+    def write_marks(
+        self, run_id: str, spec: SyncSpec,
+        marks: Sequence[tuple[str | None, str, Mapping[str, Any]]],
+        outcome: str, action: str, fresh: bool = False,
+    ) -> None:
+        """State rows for (key, row hash, values as sent) under `run_id`, all with `outcome`
+        and no row results: the in-flight mark of a chunk of events, its hot path. New keys
+        on an adapter with a file load go from these tuples straight to the file (no
+        RowOutcome or dict per event); anything else goes through write_outcomes."""
+        if not marks:
+            return
+        if (fresh and len(marks) >= _BULK_MIN_ROWS
+                and self._statements.get(("bulk", STATE_TABLE)) != ""
+                and not any(mark[0] == _CSV_NULL for mark in marks)):  # a key read as null
+            self._ensure()
+            columns = self._table_columns(STATE_TABLE)
+            fixed = {"model_unique_id": spec.model.unique_id, "stripe_object": spec.object.name,
+                     "last_outcome": outcome, "synced_at": _utc_naive().isoformat(sep=" "),
+                     "run_id": run_id}
+            template: list[Any] = [fixed.get(column, _CSV_NULL) for column in columns]
+            at_key, at_hash, at_values = (columns.index(c)
+                                          for c in ("key_value", "row_hash", "synced_values"))
+            duplicates = self._duplicate_keys.get(spec.model.unique_id, set())
+
+            def row(key: str | None, row_hash: str, values: Mapping[str, Any]) -> list[Any]:
+                line = template.copy()
+                line[at_key], line[at_hash], line[at_values] = key, row_hash, _to_json(values)
+                return line
+
+            with self._transaction():
+                loaded = self._bulk_load(STATE_TABLE, columns, (
+                    row(*mark) for mark in marks
+                    if mark[0] is not None and mark[0] not in duplicates))
+            if loaded:
+                return
+        self.write_outcomes(run_id, spec, [
+            RowOutcome(key_value=key, action=action, outcome=outcome, stripe_id=None,
+                       row_hash=row_hash, synced_values=values, error=None)
+            for key, row_hash, values in marks
+        ], row_results=False, fresh=fresh)
+
     def recent_updates(
         self, model: DbtModel, since: datetime
     ) -> list[tuple[str, int, Mapping[str, Any]]]:
@@ -491,6 +532,22 @@ class Warehouse:
     ) -> bool:
         """Many rows in one statement through the adapter's file load (DuckDB's read_csv);
         False when the adapter has none (its macro renders nothing)."""
+        values_of = _values_getter(columns, rows[0])
+        null = _CSV_NULL
+        lines = [values_of(row) for row in rows]
+        if any(null in line for line in lines):  # a text that would load as null
+            return False
+        return self._bulk_load(table, columns, (
+            [null if v is None else v.isoformat(sep=" ") if isinstance(v, datetime) else v
+             for v in line]
+            for line in lines
+        ))
+
+    def _bulk_load(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+                   ) -> bool:
+        """Rows already in file form (column order, `_CSV_NULL` for null, timestamps as
+        text) in one statement; False when the adapter has no file load. A text equal to
+        `_CSV_NULL` would load as null (quoted or not): callers send such rows elsewhere."""
         if self._statements.get(("bulk", table)) == "":
             return False
         with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False,
@@ -498,13 +555,7 @@ class Warehouse:
             path = handle.name
             writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, doublequote=True)
             writer.writerow(columns)
-            values_of = _values_getter(columns, rows[0])
-            null = _CSV_NULL
-            writer.writerows(
-                [null if v is None else v.isoformat(sep=" ") if isinstance(v, datetime) else v
-                 for v in values_of(row)]
-                for row in rows
-            )
+            writer.writerows(rows)
         try:
             if any(c in path for c in "'\\\""):  # needs the macro's own quoting
                 sql = str(self._render("bulk_insert_sql", name=table, path=path)).strip()

@@ -795,6 +795,53 @@ def test_synced_values_json_is_sorted_text(warehouse: Warehouse, project: BuiltP
     assert stored == [(json.dumps({"a": "2024-01-15", "z": 1}),)]
 
 
+def test_in_flight_marks_are_state_rows_a_thousand_at_a_time(
+    warehouse: Warehouse, project: BuiltProject
+) -> None:
+    """A chunk of events' marks (over _BULK_MIN_ROWS: DuckDB's file load from tuples; on
+    PostgreSQL bound inserts) stores what write_outcomes stores, awkward text included."""
+    spec = customer_spec(copy_model(warehouse, project.model("customers")))
+    awkward = ['say "hi", then\nleave', "o'brien\\N", "ünï 🎉", "", "\\N"]
+    marks = [(f"evt-{i:05d}", f"h{i}", {"a": awkward[i % len(awkward)], "n": i})
+             for i in range(1200)]
+    warehouse.write_marks("run1#1", spec, marks, "in_flight", "send", fresh=True)
+    stored = run_sql(
+        warehouse,
+        "select key_value, stripe_object, stripe_id, row_hash, synced_values, last_outcome, "
+        "last_error, run_id, synced_at is not null "
+        f"from {warehouse.bookkeeping_relation('stripe_sync_state')} "
+        f"where model_unique_id = '{spec.model.unique_id}' order by key_value",
+        fetch=True,
+    )
+    assert [tuple(r) for r in stored] == [
+        (key, "customer", None, row_hash, json.dumps(values, sort_keys=True), "in_flight",
+         None, "run1#1", True)
+        for key, row_hash, values in marks
+    ]
+    assert warehouse.state_count(spec.model) == 1200
+
+
+def test_a_key_that_reads_as_the_files_null_is_stored_as_text(
+    warehouse: Warehouse, project: BuiltProject
+) -> None:
+    spec = customer_spec(copy_model(warehouse, project.model("customers")))
+    marks = [("\\N" if i == 7 else f"evt-{i:05d}", f"h{i}", {"n": i}) for i in range(1100)]
+    warehouse.write_marks("run1#1", spec, marks, "in_flight", "send", fresh=True)
+    warehouse.write_outcomes("run2", spec, [
+        RowOutcome(key_value="\\N", action="send", outcome="sent", stripe_id=None,
+                   row_hash="h", synced_values={"n": "\\N"}, error=None)
+    ] + [RowOutcome(key_value=f"k{i}", action="send", outcome="sent", stripe_id=None,
+                    row_hash="h", synced_values=None, error="\\N") for i in range(1100)])
+    stored = dict(run_sql(
+        warehouse,
+        f"select key_value, last_error from {warehouse.bookkeeping_relation('stripe_sync_state')} "
+        f"where model_unique_id = '{spec.model.unique_id}'",
+        fetch=True,
+    ))
+    assert len(stored) == 2200 and "\\N" in stored
+    assert stored["k5"] == "\\N"
+
+
 # -- the object contract's key normalization, in SQL ---------------------------------------
 
 KEY_SAMPLES = ["  Ada@Example.COM\t\n", "CRM-42 ", "", "   ", "Mixed Case_Key", "o'brien",
