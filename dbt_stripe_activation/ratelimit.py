@@ -241,17 +241,14 @@ class RateLimiter:
         elapsed = now - start
         bucket.recovered_at = now
         learned = bucket.learned
-        if learned is None:
-            per_second = self._recovery or max(0.5, 0.1 * bucket.ceiling)
-            bucket.rate = min(bucket.ceiling, bucket.rate + elapsed * per_second)
-            return
-        pace = min(bucket.ceiling, learned * LEARNED_PACE)
-        if bucket.rate < pace:
-            per_second = self._recovery or max(0.5, 0.1 * learned)
+        scale = bucket.ceiling if learned is None else learned
+        pace = min(bucket.ceiling, scale if learned is None else learned * LEARNED_PACE)
+        if bucket.rate < pace:  # the quick step, 10% of the limit a second
+            per_second = self._recovery or max(0.5, 0.1 * scale)
             gained = min(pace - bucket.rate, elapsed * per_second)
             bucket.rate += gained
             elapsed -= gained / per_second
-        if elapsed > 0:
+        if learned is not None and elapsed > 0:  # above a learned limit's pace: a probe
             probe = max(0.05, PROBE_SHARE * learned)
             bucket.rate = min(bucket.ceiling, bucket.rate + elapsed * probe)
 

@@ -208,6 +208,12 @@ def test_default_cut_and_recovery_step_is_ten_percent_of_the_ceiling() -> None:
 STREAM = "POST /v2/billing/meter_event_stream"
 
 
+def stream_limiter(clock: FakeClock) -> RateLimiter:
+    """The meter event stream's separate pool at the test-mode default, 1,000 a second."""
+    return RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
+                       sleep=clock.sleep)
+
+
 def admit_for_a_second(lim: RateLimiter, clock: FakeClock, endpoint: str, count: int) -> None:
     """`count` requests sent and admitted over the next second, evenly."""
     start = clock()
@@ -222,8 +228,7 @@ def test_a_429_after_a_second_of_answers_learns_the_limit_from_what_was_admitted
     # A default ten times the real limit (the sandbox's meter event stream): one 429 brings
     # the pace just under what Stripe admitted, instead of 14 seconds of cuts by 0.85.
     clock = FakeClock()
-    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
-                      sleep=clock.sleep)
+    lim = stream_limiter(clock)
     admit_for_a_second(lim, clock, STREAM, 100)
     lim.on_rate_limited(STREAM, "endpoint-rate")
     state = lim.state(STREAM)
@@ -235,8 +240,7 @@ def test_a_429_after_a_second_of_answers_learns_the_limit_from_what_was_admitted
 
 def test_without_a_second_of_answers_the_cut_is_the_blind_factor() -> None:
     clock = FakeClock()
-    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
-                      sleep=clock.sleep)
+    lim = stream_limiter(clock)
     for _ in range(50):
         lim.on_admitted(STREAM)
     clock.set(0.5)
@@ -263,8 +267,7 @@ def test_a_flood_of_429s_in_the_first_second_is_a_measure_a_few_are_not() -> Non
     # The stream's first tenth of a second at a 10x default: 100 admitted, then the requests
     # in flight behind them refused together.
     clock = FakeClock()
-    lim = RateLimiter(100, 100, 4, separate_pools={STREAM: 1000.0}, clock=clock,
-                      sleep=clock.sleep)
+    lim = stream_limiter(clock)
     for i in range(100):
         clock.set(i / 1000)
         lim.reserve(STREAM)
@@ -292,11 +295,17 @@ def test_answers_older_than_a_second_do_not_count() -> None:
     assert lim.rate() == pytest.approx(20 * 0.97)
 
 
-def test_a_learned_limit_recovers_quickly_to_its_pace_then_probes_slowly() -> None:
-    clock = FakeClock()
+def learned_200(clock: FakeClock) -> RateLimiter:
+    """A limiter whose global bucket learned a limit of 200 (paced at 194) at clock()."""
     lim = RateLimiter(1000, 1000, 4, clock=clock, sleep=clock.sleep, quiet_seconds=1.0)
     admit_for_a_second(lim, clock, CREATE, 200)
-    lim.on_rate_limited(CREATE, "global-rate")  # learned 200, paced at 194
+    lim.on_rate_limited(CREATE, "global-rate")
+    return lim
+
+
+def test_a_learned_limit_recovers_quickly_to_its_pace_then_probes_slowly() -> None:
+    clock = FakeClock()
+    lim = learned_200(clock)
     assert lim.rate() == pytest.approx(194)
     clock.set(clock() + 1.0)
     assert lim.rate() == pytest.approx(194)  # the quiet second
@@ -312,9 +321,7 @@ def test_a_learned_limit_recovers_quickly_to_its_pace_then_probes_slowly() -> No
 
 def test_a_pace_cut_below_the_learned_limit_recovers_to_it_at_the_quick_step() -> None:
     clock = FakeClock()
-    lim = RateLimiter(1000, 1000, 4, clock=clock, sleep=clock.sleep, quiet_seconds=1.0)
-    admit_for_a_second(lim, clock, CREATE, 200)
-    lim.on_rate_limited(CREATE, "global-rate")  # learned 200, paced at 194
+    lim = learned_200(clock)
     # Answers to requests sent before the cut: 200 more admitted in the next second, and a
     # 429 among them. The pace is cut under itself, the learned limit stays 200.
     admit_for_a_second(lim, clock, CREATE, 200)
