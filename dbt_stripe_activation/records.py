@@ -109,9 +109,10 @@ class StateRecord:
     synced_at: datetime | None = None  # when the state row was written (UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DiffRow:
-    """One model row that needs planning."""
+    """One model row that needs planning. Not frozen (nothing changes it): one is built per
+    row of the model, and a frozen dataclass's __init__ costs three times as much."""
 
     key_value: str | None  # normalized key (email: lower(trim)), None when null/empty
     values: Mapping[str, Any]  # model column -> python value, for spec.columns

@@ -269,9 +269,16 @@ def _as_enum(spec: FieldSpec, raw: Any) -> str:
     return text
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)  # naive timestamps are UTC
+
+
 def as_unix_seconds(value: Any) -> int | None:
     """A point in time as Unix seconds: a timestamp (naive means UTC), a date (midnight
     UTC), an ISO-8601 string, or a number of seconds."""
+    if value.__class__ is dt.datetime:  # what drivers return: row after row, so first
+        # what datetime.timestamp() computes for an aware time, without the replace()
+        return int((value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)).total_seconds())
     if isinstance(value, bool):
         raise ValueError("is a boolean; expected a timestamp")
     if isinstance(value, str):
@@ -373,13 +380,18 @@ def validate_values(spec: ObjectSpec, flat: FlatValues) -> list[RowIssue]:
 # --- params and current values --------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
 def _split(path: str) -> tuple[str, ...]:
     """Path segments; a key of an open map (metadata, payload) may itself contain dots."""
-    head, dot, rest = path.partition(".")
-    if dot and head in OPEN_MAPS:
-        return (head, rest)
-    return tuple(path.split("."))
+    found = _SEGMENTS.get(path)
+    if found is None:
+        head, dot, rest = path.partition(".")
+        found = (head, rest) if dot and head in OPEN_MAPS else tuple(path.split("."))
+        if len(_SEGMENTS) < 4096:
+            _SEGMENTS[path] = found
+    return found
+
+
+_SEGMENTS: dict[str, tuple[str, ...]] = {}  # a sync builds the same paths row after row
 
 
 def build_params(flat: FlatValues, *, create: bool, spec: ObjectSpec) -> dict[str, Any]:
@@ -397,7 +409,7 @@ def build_params(flat: FlatValues, *, create: bool, spec: ObjectSpec) -> dict[st
                 continue
             if isinstance(value, tuple):
                 value = list(value)
-            segments = _split(path)
+            segments = _SEGMENTS.get(path) or _split(path)
             if len(segments) == 1:
                 params[path] = value
                 continue
