@@ -30,6 +30,7 @@ from .records import (
     OUTCOME_OF_ACTION,
     Action,
     DesiredRow,
+    DiffCounts,
     DiffRow,
     DiffStatus,
     Match,
@@ -97,6 +98,9 @@ class Engine:
         self.referenced: set[str] = set()
         # (model, field) -> (the values Stripe has, what they name): check_requirements.
         self.allowed_values: dict[tuple[str, str], tuple[set[str], str]] = {}
+        # Diff counts check_requirements took of models without references, kept for their
+        # sync: no other model's sync changes them (a million-row model: 0.9 s a count).
+        self._counted: dict[str, DiffCounts] = {}
         self._group_updates: dict[str, int] = {}  # parent id -> updates in the last hour
         self._group_lock = threading.Lock()
         self.accounts = AccountGate()
@@ -182,6 +186,8 @@ class Engine:
         for spec in specs:
             if spec.object.requires:
                 counts = self.warehouse.diff_counts(spec)
+                if not spec.references:
+                    self._counted[spec.model.unique_id] = counts
                 if counts.new + counts.retry:
                     due.append(spec)
         found, problems = required_values(self.gateway, due)
@@ -377,7 +383,7 @@ class Engine:
 
     def _run_events(self, spec: SyncSpec, run_id: str, result: ModelResult) -> None:
         """Append: the ledger protocol of events.py; never matched, never updated."""
-        diff = self.warehouse.diff_counts(spec)
+        diff = self._counted.pop(spec.model.unique_id, None) or self.warehouse.diff_counts(spec)
         result.diff = diff
         to_plan = diff.total - diff.unchanged
         result.counts[Outcome.UNCHANGED.value] += diff.unchanged
