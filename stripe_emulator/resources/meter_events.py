@@ -196,7 +196,7 @@ class MeterEventsResource(Resource):
 
     def ingest(
         self, event: MeterEventInput, source: str, *, record_errors: bool = False
-    ) -> dict[str, Any]:
+    ) -> tuple[Any, ...]:
         """Validate and accept one event (raising `Rejected` or `Duplicate`), counting it;
         `record_errors`: keep a rejection as an event error (the asynchronous stream)."""
         if event.identifier is None:
@@ -215,7 +215,7 @@ class MeterEventsResource(Resource):
         self.store.count(source, event.event_name, "accepted")
         return accepted
 
-    def _accept(self, event: MeterEventInput, source: str) -> dict[str, Any]:
+    def _accept(self, event: MeterEventInput, source: str) -> tuple[Any, ...]:
         now = self.context.clock.now()
         identifier = event.identifier or ""
         with self.store.lock:
@@ -278,20 +278,11 @@ class MeterEventsResource(Resource):
                     "The timestamp cannot be more than 5 minutes in the future.",
                     "timestamp",
                 )
-            accepted = {
-                "identifier": identifier,
-                "event_name": event.event_name,
-                "payload": dict(event.payload),
-                "timestamp": timestamp,
-                "created": int(now),
-                "meter": meter["id"],
-                "customer": customer_id,
-                "source": source,
-            }
+            accepted = (  # in _ACCEPTED's order
+                identifier, event.event_name, tuple(event.payload.items()), timestamp,
+                int(now), meter["id"], customer_id, source)
             self.store.seen[identifier] = now
-            self.store.events.append(tuple(
-                tuple(accepted["payload"].items()) if name == "payload" else accepted[name]
-                for name in _ACCEPTED))
+            self.store.events.append(accepted)
             return accepted
 
     def record_error(self, event: MeterEventInput, error: Rejected, source: str) -> None:
@@ -330,7 +321,7 @@ class MeterEventsResource(Resource):
             timestamp = integer_param(params["timestamp"], "timestamp")
         event = MeterEventInput(event_name or "", payload, identifier, timestamp)
         try:
-            accepted = self.ingest(event, "v1")
+            accepted = _accepted_dict(self.ingest(event, "v1"))
         except Rejected as exc:
             raise ApiError(400, exc.message, code=exc.code, param=exc.param) from None
         except Duplicate as exc:
