@@ -26,7 +26,7 @@ from .stripe_api import StripeGateway, StripeWriteError
 # of more than this many hundred objects; above it, one listing serves every key.
 PER_ROW_LOOKUP_MAX = 50
 # List requests in flight while an index is built (parallel by `created` ranges).
-INDEX_WORKERS = 8
+INDEX_WORKERS = 16
 
 
 class LookupStrategy(str, Enum):

@@ -32,7 +32,7 @@ GLOBAL = "global"
 LATE_SECONDS = 0.025
 # A learned limit is paced at this share of it (a 429 there is arrival jitter, not a wrong
 # rate); above that pace the rate probes for a higher limit at PROBE_SHARE of it a second.
-LEARNED_PACE = 0.97
+LEARNED_PACE = 0.98
 PROBE_SHARE = 0.01
 # Admitted answers are counted over this window: Stripe's limits are per second.
 ADMITTED_WINDOW_SECONDS = 1.0

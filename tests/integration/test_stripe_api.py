@@ -353,7 +353,7 @@ def test_a_stream_limit_far_under_the_default_is_learned_from_one_second_of_answ
     fresh_emulator.config(endpoint_rate_limits={stream: 20})
     gw = gateway(fresh_emulator.url, rate_limit_backoff_seconds=0.1,
                  separate_pools={stream: 1000.0})  # the pipeline's default for a test key
-    assert gw.limiter.rate(stream) == pytest.approx(950)  # paced at 0.95 of it
+    assert gw.limiter.rate(stream) == pytest.approx(1000 * HEADROOM)  # paced just under it
 
     def send(i: int) -> None:
         gw.send_event_stream([{"event_name": "api_calls", "identifier": f"learn-{i}",

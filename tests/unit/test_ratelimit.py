@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dbt_stripe_activation.ratelimit import GLOBAL, RateLimiter, scope_for_reason
+from dbt_stripe_activation.ratelimit import GLOBAL, LEARNED_PACE, RateLimiter, scope_for_reason
 
 EPS = 1e-9  # float sums of 1/rate land a hair under whole seconds
 CREATE = "POST /v1/customers"
@@ -233,9 +233,9 @@ def test_a_429_after_a_second_of_answers_learns_the_limit_from_what_was_admitted
     lim.on_rate_limited(STREAM, "endpoint-rate")
     state = lim.state(STREAM)
     assert state.learned == pytest.approx(100)
-    assert state.rate == pytest.approx(97)
+    assert state.rate == pytest.approx(100 * LEARNED_PACE)
     times = grant_times(lim, clock, [STREAM] * 300)
-    assert within(times, clock() - 1, clock()) <= 98
+    assert within(times, clock() - 1, clock()) <= 100 * LEARNED_PACE + 1
 
 
 def test_without_a_second_of_answers_the_cut_is_the_blind_factor() -> None:
@@ -279,10 +279,10 @@ def test_a_flood_of_429s_in_the_first_second_is_a_measure_a_few_are_not() -> Non
     assert (lim.state(STREAM).learned, lim.rate(STREAM)) == (None, pytest.approx(850))
     lim.on_rate_limited(STREAM, "endpoint-rate")  # the tenth
     assert lim.state(STREAM).learned == pytest.approx(100)
-    assert lim.rate(STREAM) == pytest.approx(97)
+    assert lim.rate(STREAM) == pytest.approx(100 * LEARNED_PACE)
     for _ in range(20):  # once learned, the rest of the flood changes nothing
         lim.on_rate_limited(STREAM, "endpoint-rate")
-    assert lim.rate(STREAM) == pytest.approx(97)
+    assert lim.rate(STREAM) == pytest.approx(100 * LEARNED_PACE)
 
 
 def test_answers_older_than_a_second_do_not_count() -> None:
@@ -292,11 +292,14 @@ def test_answers_older_than_a_second_do_not_count() -> None:
     admit_for_a_second(lim, clock, CREATE, 20)  # a second half as busy
     lim.on_rate_limited(CREATE, "global-rate")
     assert lim.state().learned == pytest.approx(20)
-    assert lim.rate() == pytest.approx(20 * 0.97)
+    assert lim.rate() == pytest.approx(20 * LEARNED_PACE)
+
+
+PACE_200 = 200 * LEARNED_PACE
 
 
 def learned_200(clock: FakeClock) -> RateLimiter:
-    """A limiter whose global bucket learned a limit of 200 (paced at 194) at clock()."""
+    """A limiter whose global bucket learned a limit of 200 (paced at PACE_200) at clock()."""
     lim = RateLimiter(1000, 1000, 4, clock=clock, sleep=clock.sleep, quiet_seconds=1.0)
     admit_for_a_second(lim, clock, CREATE, 200)
     lim.on_rate_limited(CREATE, "global-rate")
@@ -306,17 +309,17 @@ def learned_200(clock: FakeClock) -> RateLimiter:
 def test_a_learned_limit_recovers_quickly_to_its_pace_then_probes_slowly() -> None:
     clock = FakeClock()
     lim = learned_200(clock)
-    assert lim.rate() == pytest.approx(194)
+    assert lim.rate() == pytest.approx(PACE_200)
     clock.set(clock() + 1.0)
-    assert lim.rate() == pytest.approx(194)  # the quiet second
+    assert lim.rate() == pytest.approx(PACE_200)  # the quiet second
     clock.set(clock() + 10.0)
     # Ten seconds of probing at 1% of the learned limit a second, not 10% of the ceiling.
-    assert lim.rate() == pytest.approx(194 + 10 * 2)
+    assert lim.rate() == pytest.approx(PACE_200 + 10 * 2)
     clock.set(clock() + 1.0)
     admit_for_a_second(lim, clock, CREATE, 150)  # the account's limit fell
     lim.on_rate_limited(CREATE, "global-rate")
     assert lim.state().learned == pytest.approx(150)
-    assert lim.rate() == pytest.approx(150 * 0.97)
+    assert lim.rate() == pytest.approx(150 * LEARNED_PACE)
 
 
 def test_a_pace_cut_below_the_learned_limit_recovers_to_it_at_the_quick_step() -> None:
@@ -327,11 +330,11 @@ def test_a_pace_cut_below_the_learned_limit_recovers_to_it_at_the_quick_step() -
     admit_for_a_second(lim, clock, CREATE, 200)
     lim.on_rate_limited(CREATE, "global-rate")
     assert lim.state().learned == pytest.approx(200)
-    assert lim.rate() == pytest.approx(194 * 0.97)
-    clock.set(clock() + 1.0 + 0.25)  # quiet, then a quarter second at 10% of 200 a second
-    assert lim.rate() == pytest.approx(194 * 0.97 + 5)
-    clock.set(clock() + 2.0)  # back at 194 after 0.29 s in all, then probing at 2 a second
-    assert lim.rate() == pytest.approx(194 + (2.25 - 194 * 0.03 / 20) * 2)
+    assert lim.rate() == pytest.approx(PACE_200 * LEARNED_PACE)
+    clock.set(clock() + 1.0 + 0.1)  # quiet, then a tenth of a second at 10% of 200 a second
+    assert lim.rate() == pytest.approx(PACE_200 * LEARNED_PACE + 2)
+    clock.set(clock() + 2.0)  # back at PACE_200 after 0.2 s in all, then probing at 2 a second
+    assert lim.rate() == pytest.approx(PACE_200 + (2.1 - PACE_200 * (1 - LEARNED_PACE) / 20) * 2)
 
 
 @pytest.mark.parametrize(
