@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TextIO
+from typing import IO, Any
 
 from . import __version__
 from .dbt_compat import PACKAGE, DbtSession
@@ -415,7 +415,7 @@ class Warehouse:
             line = _csv_line_format(columns, fixed, ("key_value", "row_hash", "synced_values"))
             duplicates = self._duplicate_keys.get(spec.model.unique_id, set())
 
-            def body(handle: TextIO) -> None:
+            def body(handle: IO[str]) -> None:
                 # One format per line, the three texts quoted: a third of csv.writer's time.
                 handle.write("".join([
                     line.format(key.replace('"', '""'), row_hash.replace('"', '""'),
@@ -549,14 +549,14 @@ class Warehouse:
         text) in one statement; False when the adapter has no file load. A text equal to
         `_CSV_NULL` would load as null (quoted or not): callers send such rows elsewhere."""
 
-        def body(handle: TextIO) -> None:
+        def body(handle: IO[str]) -> None:
             csv.writer(handle, quoting=csv.QUOTE_MINIMAL, doublequote=True,
                        lineterminator="\n").writerows(rows)
 
         return self._load_file(table, columns, body)
 
     def _load_file(self, table: str, columns: Sequence[str],
-                   body: Callable[[TextIO], None]) -> bool:
+                   body: Callable[[IO[str]], None]) -> bool:
         """A CSV file (a header of `columns`, then what `body` writes) loaded into `table`
         by the adapter's bulk_insert_sql; False when the adapter has no file load."""
         if self._statements.get(("bulk", table)) == "":
