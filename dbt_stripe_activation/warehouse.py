@@ -416,7 +416,7 @@ class Warehouse:
             duplicates = self._duplicate_keys.get(spec.model.unique_id, set())
 
             def body(handle: IO[str]) -> None:
-                # One format per line, the three texts quoted: a third of csv.writer's time.
+                # One format per line, the three texts quoted: half of csv.writer's time.
                 handle.write("".join([
                     line.format(key.replace('"', '""'), row_hash.replace('"', '""'),
                                 _to_json(values).replace('"', '""'))
