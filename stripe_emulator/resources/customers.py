@@ -9,25 +9,31 @@ Stripe's search index is eventually consistent.
 from __future__ import annotations
 
 import base64
-import bisect
-import copy
 import json
 import math
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import search as search_query
-from ..errors import ApiError, invalid, missing_parameter, no_such, unknown_parameter
+from ..errors import invalid, missing_parameter, no_such, unknown_parameter
 from ..forms import as_list
-from .base import Resource, ResourceContext
-from .params import ID_ALPHABET, expand_names
+from .base import (
+    CRUD_ROUTES,
+    DELETE_ROUTE,
+    Entry,
+    ObjectResource,
+    ObjectStore,
+    ResourceContext,
+    created_range,
+    exact,
+    text,
+)
 from .params import boolean_param as _boolean
-from .params import created_filter as _created_filter
+from .params import check_known, expand_names
 from .params import enum_param as _enum
 from .params import hash_param as _hash
 from .params import integer_param as _integer
@@ -69,7 +75,9 @@ COMMON = {
     "validate",
 }
 TAX_EXEMPT = ("none", "exempt", "reverse")
-EXPANDABLE = {"tax", "test_clock", "default_source", "invoice_settings.default_payment_method"}
+EXPANDABLE = frozenset(
+    {"tax", "test_clock", "default_source", "invoice_settings.default_payment_method"}
+)
 EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 INVOICE_PREFIX_RE = re.compile(r"^[A-Z0-9]{1,12}$")
 
@@ -265,15 +273,6 @@ class _Version:
     doc: dict[str, Any] | None  # None: deleted
 
 
-@dataclass
-class _Record:
-    seq: int
-    id: str
-    obj: dict[str, Any]
-    deleted: bool = False
-    versions: list[_Version] = field(default_factory=list)
-
-
 def _search_doc(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "email": obj.get("email"),
@@ -299,8 +298,10 @@ def _decode_page(token: Any) -> int:
         raise invalid(f"Invalid page: {token}", "page") from exc
 
 
-class CustomerStore:
-    """Thread-safe; every method holds the store lock only for in-memory work."""
+class CustomerStore(ObjectStore):
+    """Customers with the email index, and for search each customer's recent versions: search
+    sees a customer as it was `search_delay` ago. Every method holds the lock only for
+    in-memory work."""
 
     def __init__(
         self,
@@ -309,73 +310,40 @@ class CustomerStore:
         search_delay: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
+        super().__init__(
+            kind="customer", prefix="cus_", url="/v1/customers", seed=seed, indexed=("email",)
+        )
         self._search_delay = search_delay
         self._clock = clock
-        self._records: dict[str, _Record] = {}
-        self._order: list[_Record] = []  # index == seq
-        self._by_email: dict[str, list[int]] = {}  # current email -> sorted seqs (live only)
+        self._versions: dict[str, list[_Version]] = {}
         self._search_email: dict[str, set[str]] = {}  # any indexed email, lower -> ids
         self._search_meta: dict[tuple[str, str], set[str]] = {}
-        self._object_locks: dict[str, threading.Lock] = {}
-        self._live = 0
 
-    # -- bookkeeping
+    def _random(self, seed: int | None) -> random.Random:
+        """Seeded as before stores were seeded per type, so a seed's customer ids stay."""
+        return random.Random(seed)
 
     def reset(self, seed: int | None = None) -> None:
-        with self._lock:
-            self._rng = random.Random(seed)
-            self._records.clear()
-            self._order.clear()
-            self._by_email.clear()
+        with self.lock:
+            super().reset(seed)
+            self._versions.clear()
             self._search_email.clear()
             self._search_meta.clear()
-            self._object_locks.clear()
-            self._live = 0
 
-    @property
-    def live_count(self) -> int:
-        return self._live
-
-    def object_lock(self, customer_id: str) -> threading.Lock:
-        with self._lock:
-            lock = self._object_locks.get(customer_id)
-            if lock is None:
-                lock = self._object_locks[customer_id] = threading.Lock()
-            return lock
-
-    def _new_id(self) -> str:
-        while True:
-            candidate = "cus_" + "".join(self._rng.choice(ID_ALPHABET) for _ in range(14))
-            if candidate not in self._records:
-                return candidate
-
-    def _index_email(self, record: _Record, old: str | None, new: str | None) -> None:
-        if old == new:
-            return
-        if old is not None:
-            seqs = self._by_email.get(old, [])
-            at = bisect.bisect_left(seqs, record.seq)
-            if at < len(seqs) and seqs[at] == record.seq:
-                del seqs[at]
-            if not seqs:
-                self._by_email.pop(old, None)
-        if new is not None:
-            bisect.insort(self._by_email.setdefault(new, []), record.seq)
-
-    def _add_version(self, record: _Record, at: float) -> None:
-        doc = None if record.deleted else _search_doc(record.obj)
-        record.versions.append(_Version(at, doc))
+    def _add_version(self, customer_id: str, at: float) -> None:
+        obj = self.get(customer_id)
+        doc = None if obj is None else _search_doc(obj)
+        versions = self._versions.setdefault(customer_id, [])
+        versions.append(_Version(at, doc))
         horizon = self._clock() - self._search_delay()
-        visible = [i for i, v in enumerate(record.versions) if v.at <= horizon]
+        visible = [i for i, v in enumerate(versions) if v.at <= horizon]
         if visible and visible[-1] > 0:
-            del record.versions[: visible[-1]]
+            del versions[: visible[-1]]
         if doc is not None:
             if doc["email"]:
-                self._search_email.setdefault(doc["email"].lower(), set()).add(record.id)
+                self._search_email.setdefault(doc["email"].lower(), set()).add(customer_id)
             for key, value in doc["metadata"].items():
-                self._search_meta.setdefault((key, value.lower()), set()).add(record.id)
+                self._search_meta.setdefault((key, value.lower()), set()).add(customer_id)
 
     # -- writes
 
@@ -387,11 +355,10 @@ class CustomerStore:
         created: int | None = None,
         searchable_now: bool = False,
     ) -> dict[str, Any]:
-        with self._lock:
-            if customer_id is not None and customer_id in self._records:
-                raise invalid(f"Customer already exists: '{customer_id}'", "id")
+        with self.lock:
+            self.check_unused(customer_id)
             obj: dict[str, Any] = {
-                "id": customer_id or self._new_id(),
+                "id": customer_id or self.new_id(),
                 "object": "customer",
                 "address": None,
                 "balance": 0,
@@ -424,124 +391,22 @@ class CustomerStore:
                 "_tax": {"ip_address": None},
             }
             _apply(obj, changes)
-            record = _Record(seq=len(self._order), id=obj["id"], obj=obj)
-            self._records[record.id] = record
-            self._order.append(record)
-            self._live += 1
-            self._index_email(record, None, obj["email"])
-            self._add_version(record, -math.inf if searchable_now else self._clock())
+            self.insert(obj)
+            self._add_version(obj["id"], -math.inf if searchable_now else self._clock())
             return obj
 
-    def update(self, customer_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            record = self._records.get(customer_id)
-            if record is None or record.deleted:
-                raise no_such("customer", customer_id, "id")
-            obj = copy.deepcopy(record.obj)
-            _apply(obj, changes)
-            old_email = record.obj["email"]
-            record.obj = obj
-            self._index_email(record, old_email, obj["email"])
-            self._add_version(record, self._clock())
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            super().replace(obj)
+            self._add_version(obj["id"], self._clock())
             return obj
 
-    def delete(self, customer_id: str) -> dict[str, Any]:
-        with self._lock:
-            record = self._records.get(customer_id)
-            if record is None or record.deleted:
-                raise no_such("customer", customer_id, "id")
-            record.deleted = True
-            self._live -= 1
-            self._index_email(record, record.obj["email"], None)
-            self._add_version(record, self._clock())
-            return {"id": customer_id, "object": "customer", "deleted": True}
+    def mark_deleted(self, object_id: str) -> None:
+        with self.lock:
+            super().mark_deleted(object_id)
+            self._add_version(object_id, self._clock())
 
-    # -- reads
-
-    def exists(self, customer_id: str) -> bool:
-        record = self._records.get(customer_id)
-        return record is not None and not record.deleted
-
-    def retrieve(self, customer_id: str) -> dict[str, Any]:
-        with self._lock:
-            record = self._records.get(customer_id)
-        if record is None:
-            raise no_such("customer", customer_id, "id")
-        if record.deleted:
-            return {"id": customer_id, "object": "customer", "deleted": True}
-        return record.obj
-
-    def list_page(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        allowed = {"limit", "starting_after", "ending_before", "email", "created", "expand"}
-        allowed |= {"test_clock"}
-        for key in params:
-            if key not in allowed:
-                raise unknown_parameter(key)
-        limit = _limit(params)
-        expand_list(params, "data.")
-        if "starting_after" in params and "ending_before" in params:
-            raise invalid(
-                "You may only specify one of these parameters: ending_before, starting_after.",
-                "ending_before",
-            )
-        email = None
-        if "email" in params:
-            email = _string(params["email"], "email", STRING_LIMITS["email"], emptyable=False)
-        created_ok = _created_filter(params["created"]) if "created" in params else None
-        with self._lock:
-            cursor_seq: int | None = None
-            forward = True
-            for name in ("starting_after", "ending_before"):
-                if name in params:
-                    cursor_id = _string(params[name], name, emptyable=False)
-                    cursor = self._records.get(cursor_id or "")
-                    if cursor is None:
-                        raise no_such("customer", str(cursor_id), name, 400)
-                    cursor_seq = cursor.seq
-                    forward = name == "starting_after"
-            if "test_clock" in params:
-                candidates: list[int] = []  # no test clocks here: nothing is attached to one
-            elif email is not None:
-                candidates = self._by_email.get(email, [])
-            else:
-                candidates = range(len(self._order))  # type: ignore[assignment]
-            found = self._page(candidates, cursor_seq, forward, limit, created_ok)
-        data, has_more = found
-        return {
-            "object": "list",
-            "data": data,
-            "has_more": has_more,
-            "url": "/v1/customers",
-        }
-
-    def _page(
-        self,
-        seqs: Any,
-        cursor_seq: int | None,
-        forward: bool,
-        limit: int,
-        created_ok: Callable[[int], bool] | None,
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Newest first. `forward`: older than the cursor; else the ones just newer than it."""
-        if forward:
-            end = len(seqs) if cursor_seq is None else bisect.bisect_left(seqs, cursor_seq)
-            indexes: Iterable[int] = range(end - 1, -1, -1)
-        else:
-            start = bisect.bisect_right(seqs, cursor_seq)
-            indexes = range(start, len(seqs))
-        picked: list[dict[str, Any]] = []
-        has_more = False
-        for index in indexes:
-            record = self._order[seqs[index]]
-            if record.deleted or (created_ok and not created_ok(record.obj["created"])):
-                continue
-            if len(picked) == limit:
-                has_more = True
-                break
-            picked.append(record.obj)
-        if not forward:
-            picked.reverse()
-        return picked, has_more
+    # -- search
 
     def search(self, params: Mapping[str, Any]) -> dict[str, Any]:
         for key in params:
@@ -557,27 +422,27 @@ class CustomerStore:
         expand_list({"expand": [e for e in raw_expand if e != "total_count"]}, "data.")
         before = _decode_page(params["page"]) if "page" in params else None
         horizon = self._clock() - self._search_delay()
-        with self._lock:
+        with self.lock:
             candidates = self._candidates(query)
             seqs = (
-                sorted((self._records[i].seq for i in candidates), reverse=True)
+                sorted((self._entries[i].seq for i in candidates), reverse=True)
                 if candidates is not None
                 else range(len(self._order) - 1, -1, -1)
             )
-            hits: list[_Record] = []
+            hits: list[Entry] = []
             for seq in seqs:
-                record = self._order[seq]
-                if record.deleted:
+                entry = self._order[seq]
+                if entry.deleted:
                     continue
-                doc = _visible(record, horizon)
+                doc = _visible(self._versions[entry.obj["id"]], horizon)
                 if doc is not None and query.matches(doc):
-                    hits.append(record)
+                    hits.append(entry)
         if before is not None:
-            hits = [r for r in hits if r.seq < before]
+            hits = [e for e in hits if e.seq < before]
         page, rest = hits[:limit], hits[limit:]
         result: dict[str, Any] = {
             "object": "search_result",
-            "data": [r.obj for r in page],
+            "data": [e.obj for e in page],
             "has_more": bool(rest),
             "next_page": _encode_page(page[-1].seq) if rest else None,
             "url": "/v1/customers/search",
@@ -603,21 +468,9 @@ class CustomerStore:
             return set.intersection(*sets) if sets else set()
         return set().union(*sets)
 
-    def dump(self, include_deleted: bool = False) -> list[dict[str, Any]]:
-        with self._lock:
-            records = list(self._order)
-        result = []
-        for record in records:
-            if record.deleted:
-                if include_deleted:
-                    result.append({"id": record.id, "object": "customer", "deleted": True})
-            else:
-                result.append(render(record.obj))
-        return result
 
-
-def _visible(record: _Record, horizon: float) -> dict[str, Any] | None:
-    for version in reversed(record.versions):
+def _visible(versions: list[_Version], horizon: float) -> dict[str, Any] | None:
+    for version in reversed(versions):
         if version.at <= horizon:
             return version.doc
     return None
@@ -668,51 +521,47 @@ def _raw_expand(params: Mapping[str, Any]) -> list[str]:
     return list(raw)
 
 
-class CustomersResource(Resource):
+class CustomersResource(ObjectResource):
     name = "customers"
     object_name = "customer"
-    routes = (
-        ("POST", "", "create"),
-        ("POST", "/{id}", "update"),
-        ("GET", "", "list_all"),
-        ("GET", "/{id}", "retrieve"),
-        ("DELETE", "/{id}", "delete"),
-        ("GET", "/search", "search"),
+    routes = (*CRUD_ROUTES, DELETE_ROUTE, ("GET", "/search", "search"))
+    expandable = EXPANDABLE
+    filters = (
+        exact("email", text("email", STRING_LIMITS["email"])),
+        created_range(),
+        # Not checked: no customer is attached to a test clock here, so none matches.
+        exact("test_clock", lambda clock: clock),
     )
+    list_checks = ("limit", "expand", "cursor", "filters")
+    seed_item = "seed item"  # the first seeds were customers only
 
     def __init__(self, context: ResourceContext) -> None:
         super().__init__(context)
-        self.store = CustomerStore(seed=context.seed, search_delay=context.search_delay)
+        self.store: CustomerStore = CustomerStore(
+            seed=context.seed, search_delay=context.search_delay
+        )
 
-    def create(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        obj = self.store.create(customer_changes(params, creating=True))
-        return render(obj, expand_list(params))
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        return customer_changes(params, creating=creating)
 
-    def update(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        changes = customer_changes(params, creating=False)
-        if not self.store.exists(object_id):
-            raise no_such("customer", object_id, "id")
-        return render(self.store.update(object_id, changes), expand_list(params))
+    def insert(
+        self, changes: Mapping[str, Any], *, object_id: str | None = None, created: Any = None
+    ) -> dict[str, Any]:
+        return self.store.create(changes, customer_id=object_id, created=created)
+
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        _apply(obj, changes)
+
+    def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
+        return render(obj, expand)
 
     def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
+        """A deleted customer is still retrievable, as its deletion stub."""
         assert object_id is not None
-        for key in params:
-            if key != "expand":
-                raise unknown_parameter(key)
-        return render(self.store.retrieve(object_id), expand_list(params))
-
-    def delete(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        for key in params:
-            raise unknown_parameter(key)
-        return self.store.delete(object_id)
-
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        result = self.store.list_page(params)
-        expand = expand_list(params, "data.")
-        result["data"] = [render(obj, expand) for obj in result["data"]]
-        return result
+        check_known(params, {"expand"})
+        gone = self.store.get(object_id) is None and self.store.taken(object_id)
+        obj = self.deleted(object_id) if gone else self.store.require(object_id)
+        return render(obj, expand_list(params))
 
     def search(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
         result = self.store.search(params)
@@ -721,24 +570,14 @@ class CustomersResource(Resource):
         result["data"] = [render(obj, expand) for obj in result["data"]]
         return result
 
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
-        """Insert customers directly (no API accounting), searchable at once."""
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"seed item {index} is not an object")
-            params = dict(item)
-            customer_id = params.pop("id", None)
-            created = params.pop("created", None)
-            try:
-                changes = customer_changes(params, creating=True)
-                obj = self.store.create(
-                    changes, customer_id=customer_id, created=created, searchable_now=True
-                )
-            except ApiError as exc:
-                raise ValueError(f"seed item {index}: {exc.message}") from exc
-            ids.append(obj["id"])
-        return ids
+    def seed_one(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Seeded customers are searchable at once."""
+        customer_id = params.pop("id", None)
+        created = params.pop("created", None)
+        changes = customer_changes(params, creating=True)
+        return self.store.create(
+            changes, customer_id=customer_id, created=created, searchable_now=True
+        )
 
     def dump(self, include_deleted: bool = False) -> list[dict[str, Any]]:
-        return self.store.dump(include_deleted)
+        return [render(obj) for obj in self.store.dump(include_deleted)]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ApiError, invalid, missing_parameter
-from .base import Resource, ResourceContext
+from .base import ObjectLocks, Resource, ResourceContext
 from .customers import CustomersResource
 from .meters import MetersResource
 from .params import check_known, expand_names, integer_param, string_param
@@ -75,8 +75,16 @@ OUTCOMES = ("received", "accepted", "duplicates", "rejected")
 
 
 # An accepted event's fields, in the order the store keeps them (the payload as its items).
-_ACCEPTED = ("identifier", "event_name", "payload", "timestamp", "created", "meter",
-             "customer", "source")
+_ACCEPTED = (
+    "identifier",
+    "event_name",
+    "payload",
+    "timestamp",
+    "created",
+    "meter",
+    "customer",
+    "source",
+)
 
 
 def _accepted_dict(event: tuple[Any, ...]) -> dict[str, Any]:
@@ -101,7 +109,7 @@ class MeterEventStore:
             self.events: list[tuple[Any, ...]] = []
             self.seen: dict[str, float] = {}  # identifier -> when accepted (emulator clock)
             self.errors: list[dict[str, Any]] = []
-            self._object_locks: dict[str, threading.Lock] = {}
+            self._object_locks = ObjectLocks()
             self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -115,11 +123,7 @@ class MeterEventStore:
         return len(self.events)
 
     def object_lock(self, object_id: str) -> threading.Lock:
-        with self.lock:
-            lock = self._object_locks.get(object_id)
-            if lock is None:
-                lock = self._object_locks[object_id] = threading.Lock()
-            return lock
+        return self._object_locks.get(object_id)
 
     def dump(self, include_deleted: bool = False) -> list[dict[str, Any]]:
         with self.lock:
@@ -243,7 +247,7 @@ class MeterEventsResource(Resource):
                     f"Customer mapping key {customer_key} not found in payload.",  # Stripe's
                     f"payload[{customer_key}]",
                 )
-            if not self.customers.store.exists(customer_id):
+            if self.customers.store.get(customer_id) is None:
                 raise Rejected(
                     "meter_event_customer_not_found",
                     f"No such customer: '{customer_id}'",
@@ -279,8 +283,15 @@ class MeterEventsResource(Resource):
                     "timestamp",
                 )
             accepted = (  # in _ACCEPTED's order
-                identifier, event.event_name, tuple(event.payload.items()), timestamp,
-                int(now), meter["id"], customer_id, source)
+                identifier,
+                event.event_name,
+                tuple(event.payload.items()),
+                timestamp,
+                int(now),
+                meter["id"],
+                customer_id,
+                source,
+            )
             self.store.seen[identifier] = now
             self.store.events.append(accepted)
             return accepted

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ApiError, invalid, missing_parameter
-from .base import ObjectStore, Resource, ResourceContext
+from .base import ObjectResource, ObjectStore, ResourceContext, choice, exact
 from .params import check_known, enum_param, expand_names, hash_param, name_of, string_param
 
 CREATE = {
@@ -27,7 +27,6 @@ CREATE = {
     "value_settings",
 }
 UPDATE = {"display_name", "expand"}
-LIST = {"ending_before", "expand", "limit", "starting_after", "status"}
 FORMULAS = ("count", "last", "sum")
 MAPPING_TYPES = ("by_id",)
 TIME_WINDOWS = ("day", "hour")
@@ -153,7 +152,7 @@ class MeterStore(ObjectStore):
             return None, event_name in self.inactive_event_names
 
 
-class MetersResource(Resource):
+class MetersResource(ObjectResource):
     name = "billing/meters"
     object_name = "billing_meter"  # our naming of the permission: rak_billing_meter_read/_write
     routes = (
@@ -164,6 +163,9 @@ class MetersResource(Resource):
         ("POST", "/{id}/deactivate", "deactivate"),
         ("POST", "/{id}/reactivate", "reactivate"),
     )
+    store: MeterStore
+    filters = (exact("status", choice("status", STATUSES)),)
+    seed_item = "meters seed item"
 
     def __init__(self, context: ResourceContext) -> None:
         super().__init__(context)
@@ -172,61 +174,53 @@ class MetersResource(Resource):
     def _now(self) -> int:
         return int(self.context.clock.now())
 
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        """An update's `display_name` is checked once the meter is found (`apply`)."""
+        if creating:
+            return meter_spec(params)
+        check_known(params, UPDATE)
+        expand_names(params, ())
+        return dict(params)
+
     def insert(
         self,
-        spec: Mapping[str, Any],
+        changes: Mapping[str, Any],
         *,
-        meter_id: str | None = None,
-        created: int | None = None,
+        object_id: str | None = None,
+        created: Any = None,
         status: str = "active",
     ) -> dict[str, Any]:
         with self.store.lock:
-            if meter_id is not None and self.store.taken(meter_id):
-                raise invalid(f"Meter already exists: '{meter_id}'", "id")
-            holder = self.store.active_by_event_name.get(spec["event_name"])
+            self.store.check_unused(object_id)
+            holder = self.store.active_by_event_name.get(changes["event_name"])
             if status == "active" and holder is not None:
-                raise event_name_taken(spec["event_name"], holder)
+                raise event_name_taken(changes["event_name"], holder)
             now = self._now() if created is None else int(created)
             obj: dict[str, Any] = {
-                "id": meter_id or self.store.new_id(),
+                "id": object_id or self.store.new_id(),
                 "object": "billing.meter",
                 "created": now,
-                "customer_mapping": spec["customer_mapping"],
-                "default_aggregation": spec["default_aggregation"],
-                "display_name": spec["display_name"],
-                "event_name": spec["event_name"],
-                "event_time_window": spec["event_time_window"],
+                "customer_mapping": changes["customer_mapping"],
+                "default_aggregation": changes["default_aggregation"],
+                "display_name": changes["display_name"],
+                "event_name": changes["event_name"],
+                "event_time_window": changes["event_time_window"],
                 "livemode": False,
                 "status": status,
                 "status_transitions": {"deactivated_at": None if status == "active" else now},
                 "updated": now,
-                "value_settings": spec["value_settings"],
+                "value_settings": changes["value_settings"],
             }
             return self.store.insert(obj)
 
-    # -- endpoints
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        if "display_name" in changes:
+            obj["display_name"] = string_param(
+                changes["display_name"], "display_name", DISPLAY_NAME_MAX, emptyable=False
+            )
+        obj["updated"] = max(self._now(), obj["created"])
 
-    def create(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        return dict(self.insert(meter_spec(params)))
-
-    def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, {"expand"})
-        expand_names(params, ())
-        return self.store.require(object_id)
-
-    def update(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, UPDATE)
-        expand_names(params, ())
-        with self.store.lock:
-            obj = copy.deepcopy(self.store.require(object_id))
-            if "display_name" in params:
-                obj["display_name"] = string_param(
-                    params["display_name"], "display_name", DISPLAY_NAME_MAX, emptyable=False
-                )
-            obj["updated"] = max(self._now(), obj["created"])
-            return self.store.replace(obj)
+    # -- the lifecycle: active <-> inactive
 
     def deactivate(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
         return self._set_status(params, object_id, "inactive")
@@ -255,33 +249,15 @@ class MetersResource(Resource):
             obj["updated"] = now
             return self.store.replace(obj)
 
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        check_known(params, LIST)
-        expand_names(params, (), "data.")
-        status = enum_param(params["status"], "status", STATUSES) if "status" in params else None
-        return self.store.list_page(
-            params, keep=None if status is None else lambda obj: obj["status"] == status
-        )
-
     # -- control API
 
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
+    def seed_one(self, params: dict[str, Any]) -> dict[str, Any]:
         """Create params plus optional `id`, `created` and `status` ("inactive");
         `default_aggregation` defaults to `{"formula": "sum"}` here (the API requires it)."""
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"meters seed item {index} is not an object")
-            params = dict(item)
-            meter_id = params.pop("id", None)
-            created = params.pop("created", None)
-            status = params.pop("status", "active")
-            params.setdefault("default_aggregation", {"formula": "sum"})
-            try:
-                status = enum_param(status, "status", STATUSES)
-                spec = meter_spec(params)
-                obj = self.insert(spec, meter_id=meter_id, created=created, status=status)
-            except ApiError as exc:
-                raise ValueError(f"meters seed item {index}: {exc.message}") from exc
-            ids.append(obj["id"])
-        return ids
+        meter_id = params.pop("id", None)
+        created = params.pop("created", None)
+        status = params.pop("status", "active")
+        params.setdefault("default_aggregation", {"formula": "sum"})
+        status = enum_param(status, "status", STATUSES)
+        spec = meter_spec(params)
+        return self.insert(spec, object_id=meter_id, created=created, status=status)

@@ -15,19 +15,28 @@ from __future__ import annotations
 
 import copy
 import re
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from ..errors import ApiError, invalid, missing_parameter
 from ..forms import as_list
-from .base import ObjectStore, Resource, ResourceContext
+from .base import (
+    CRUD_ROUTES,
+    Filter,
+    ObjectResource,
+    ResourceContext,
+    choice,
+    created_range,
+    exact,
+    flag,
+    one_of,
+    text,
+)
 from .params import (
     boolean_param,
     check_known,
-    created_filter,
     enum_param,
     expand_names,
     hash_param,
@@ -63,19 +72,6 @@ UPDATE = {
     "tax_behavior",
     "transfer_lookup_key",
 }
-LIST = {
-    "active",
-    "created",
-    "currency",
-    "ending_before",
-    "expand",
-    "limit",
-    "lookup_keys",
-    "product",
-    "recurring",
-    "starting_after",
-    "type",
-}
 INTERVALS = ("day", "week", "month", "year")
 # Stripe: "Maximum of three years interval allowed".
 MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
@@ -84,7 +80,7 @@ TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")
 BILLING_SCHEMES = ("per_unit", "tiered")
 LOOKUP_KEY_MAX = 200
 MAX_LOOKUP_KEYS = 10
-EXPANDABLE = {"product"}
+EXPANDABLE = frozenset({"product"})
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 DECIMAL_RE = re.compile(r"^\d+(?:\.(\d+))?$")
 MAX_DECIMAL_PLACES = 12
@@ -258,66 +254,49 @@ def _lookup_key_taken(holder: str) -> ApiError:
     return invalid(f"A price (`{holder}`) already uses that lookup key.", "lookup_key")
 
 
-class PriceStore(ObjectStore):
-    """Prices, with the lookup-key index (key -> price id) and a count of prices per product."""
+def _recurring_filter(value: Any) -> dict[str, Any]:
+    given = hash_param(value, "recurring", ("interval", "meter", "usage_type"))
+    wanted: dict[str, Any] = {}
+    if "interval" in given:
+        wanted["interval"] = enum_param(given["interval"], "recurring[interval]", INTERVALS)
+    if "usage_type" in given:
+        wanted["usage_type"] = enum_param(given["usage_type"], "recurring[usage_type]", USAGE_TYPES)
+    if "meter" in given:
+        wanted["meter"] = string_param(given["meter"], "recurring[meter]", 5000, emptyable=False)
+    return wanted
 
-    def __init__(self, *, seed: int | None, lock: threading.RLock) -> None:
-        super().__init__(
-            kind="price", prefix="price_", url="/v1/prices", seed=seed, id_length=24, lock=lock
+
+def _recurring_matches(obj: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    recurring = obj["recurring"]
+    return recurring is not None and all(recurring[k] == v for k, v in wanted.items())
+
+
+def _lookup_keys(value: Any) -> list[str]:
+    """Exact and case-sensitive, answered from the store's index (strongly consistent)."""
+    raw = as_list(value, "lookup_keys")
+    if len(raw) > MAX_LOOKUP_KEYS:
+        raise invalid(
+            f"Invalid array: lookup_keys can have at most {MAX_LOOKUP_KEYS} items", "lookup_keys"
         )
-        self.by_lookup_key: dict[str, str] = {}
-        self._per_product: dict[str, int] = {}
-
-    def reset(self, seed: int | None = None) -> None:
-        with self.lock:
-            super().reset(seed)
-            self.by_lookup_key.clear()
-            self._per_product.clear()
-
-    def count_for_product(self, product_id: str) -> int:
-        return self._per_product.get(product_id, 0)
-
-    def insert(self, obj: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            super().insert(obj)
-            self._per_product[obj["product"]] = self._per_product.get(obj["product"], 0) + 1
-            if obj["lookup_key"] is not None:
-                self.by_lookup_key[obj["lookup_key"]] = obj["id"]
-            return obj
-
-    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            old = self.get(obj["id"])
-            if old is not None and old["lookup_key"] != obj["lookup_key"]:
-                if self.by_lookup_key.get(old["lookup_key"]) == obj["id"]:
-                    del self.by_lookup_key[old["lookup_key"]]
-                if obj["lookup_key"] is not None:
-                    self.by_lookup_key[obj["lookup_key"]] = obj["id"]
-            return super().replace(obj)
-
-    def free_lookup_key(self, key: str | None, for_id: str | None, transfer: bool) -> None:
-        """Make `key` usable by `for_id`: 400 when another price holds it, unless `transfer`,
-        which takes it off that price (the caller holds the lock and writes right after)."""
-        if key is None:
-            return
-        holder = self.by_lookup_key.get(key)
-        if holder is None or holder == for_id:
-            return
-        if not transfer:
-            raise _lookup_key_taken(holder)
-        old = copy.deepcopy(self._entries[holder].obj)
-        old["lookup_key"] = None
-        self.replace(old)
+    return [
+        string_param(k, f"lookup_keys[{i}]", LOOKUP_KEY_MAX, emptyable=False) or ""
+        for i, k in enumerate(raw)
+    ]
 
 
-class PricesResource(Resource):
+class PricesResource(ObjectResource):
     name = "prices"
     object_name = "price"
-    routes = (
-        ("POST", "", "create"),
-        ("POST", "/{id}", "update"),
-        ("GET", "", "list_all"),
-        ("GET", "/{id}", "retrieve"),
+    routes = CRUD_ROUTES
+    expandable = EXPANDABLE
+    filters = (
+        exact("active", flag("active")),
+        exact("currency", lambda value: _currency(value, "currency")),
+        exact("product", text("product")),
+        exact("type", choice("type", ("one_time", "recurring"))),
+        Filter("recurring", _recurring_filter, test=_recurring_matches),
+        created_range(),
+        one_of("lookup_keys", _lookup_keys, field="lookup_key"),
     )
 
     def __init__(self, context: ResourceContext) -> None:
@@ -325,39 +304,36 @@ class PricesResource(Resource):
         products = context.resources["products"]
         assert isinstance(products, ProductsResource)
         self.products = products
-        # One lock for the catalog: a product delete and a price create check each other.
-        self.store = PriceStore(seed=context.seed, lock=products.store.lock)
-        products.prices = self
+        self.catalog = products.catalog
+        self.store = self.catalog.prices
+
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        return price_spec(params) if creating else price_update_changes(params)
 
     def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
         shown = dict(obj)
         if "product" in expand:
-            product = self.products.store.get(shown["product"])
+            product = self.catalog.products.get(shown["product"])
             if product is not None:
                 shown["product"] = dict(product)
         return shown
 
     def insert(
-        self, spec: Mapping[str, Any], *, price_id: str | None = None, created: int | None = None
+        self, changes: Mapping[str, Any], *, object_id: str | None = None, created: Any = None
     ) -> dict[str, Any]:
-        """Create a price (and its `product_data` product) from a validated spec: every check
-        that can refuse runs before anything is written."""
+        """A price (and its `product_data` product) from a validated spec: every check that
+        can refuse runs before anything is written."""
+        spec = changes
         with self.store.lock:
-            if price_id is not None and self.store.taken(price_id):
-                raise invalid(f"Price already exists: '{price_id}'", "id")
+            self.store.check_unused(object_id)
             product_id = spec.get("_product")
             if product_id is not None:
-                self.products.store.require(product_id, "product", 400)
+                self.catalog.products.require(product_id, "product", 400)
             inline = spec.get("_product_data")
-            if inline is not None and inline.get("id") and self.products.store.taken(inline["id"]):
-                raise ApiError(
-                    400,
-                    "Product already exists.",
-                    param="product_data[id]",
-                    code="resource_already_exists",
-                )
+            if inline is not None:
+                self.catalog.products.check_unused(inline.get("id"), "product_data[id]")
             lookup_key = spec.get("lookup_key")
-            holder = self.store.by_lookup_key.get(lookup_key) if lookup_key else None
+            holder = self._holder(lookup_key) if lookup_key else None
             if holder is not None and not spec["_transfer"]:
                 raise _lookup_key_taken(holder)
             if inline is not None:
@@ -370,7 +346,7 @@ class PricesResource(Resource):
                 amount = int(decimal) if decimal.isdigit() else None
             recurring = spec.get("recurring")
             obj: dict[str, Any] = {
-                "id": price_id or self.store.new_id(),
+                "id": object_id or self.store.new_id(),
                 "object": "price",
                 "active": spec.get("active", True),
                 "billing_scheme": spec.get("billing_scheme", "per_unit"),
@@ -390,116 +366,37 @@ class PricesResource(Resource):
                 "unit_amount": amount,
                 "unit_amount_decimal": decimal,
             }
-            self.store.free_lookup_key(lookup_key, obj["id"], spec["_transfer"])
+            self._free_lookup_key(lookup_key, obj["id"], spec["_transfer"])
             obj["lookup_key"] = lookup_key
             return self.store.insert(obj)
 
-    # -- endpoints
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        wanted = changes.get("tax_behavior")
+        current = obj["tax_behavior"]
+        if wanted is not None and wanted != current and current in ("inclusive", "exclusive"):
+            raise invalid(TAX_BEHAVIOR_LOCKED, "tax_behavior")
+        if "lookup_key" in changes:
+            self._free_lookup_key(changes["lookup_key"], obj["id"], changes["_transfer"])
+        for key, value in changes.items():
+            if key == "metadata":
+                obj["metadata"] = value.apply(obj["metadata"])
+            elif not key.startswith("_"):
+                obj[key] = value
 
-    def create(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        spec = price_spec(params)
-        return self.render(self.insert(spec), expand_names(params, EXPANDABLE))
+    # -- lookup keys: unique among the account's prices
 
-    def update(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        changes = price_update_changes(params)
-        with self.store.lock:
-            obj = copy.deepcopy(self.store.require(object_id))
-            wanted = changes.get("tax_behavior")
-            current = obj["tax_behavior"]
-            if wanted is not None and wanted != current and current in ("inclusive", "exclusive"):
-                raise invalid(TAX_BEHAVIOR_LOCKED, "tax_behavior")
-            if "lookup_key" in changes:
-                self.store.free_lookup_key(changes["lookup_key"], object_id, changes["_transfer"])
-            for key, value in changes.items():
-                if key == "metadata":
-                    obj["metadata"] = value.apply(obj["metadata"])
-                elif not key.startswith("_"):
-                    obj[key] = value
-            self.store.replace(obj)
-        return self.render(obj, expand_names(params, EXPANDABLE))
+    def _holder(self, key: str) -> str | None:
+        held = self.store.where("lookup_key", key)
+        return str(held[0]["id"]) if held else None
 
-    def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, {"expand"})
-        expand = expand_names(params, EXPANDABLE)
-        return self.render(self.store.require(object_id), expand)
-
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        check_known(params, LIST)
-        expand = expand_names(params, EXPANDABLE, "data.")
-        tests: list[Callable[[Mapping[str, Any]], bool]] = []
-        if "active" in params:
-            active = boolean_param(params["active"], "active")
-            tests.append(lambda obj: obj["active"] is active)
-        if "currency" in params:
-            currency = _currency(params["currency"], "currency")
-            tests.append(lambda obj: obj["currency"] == currency)
-        if "product" in params:
-            product = string_param(params["product"], "product", 5000, emptyable=False)
-            tests.append(lambda obj: obj["product"] == product)
-        if "type" in params:
-            kind = enum_param(params["type"], "type", ("one_time", "recurring"))
-            tests.append(lambda obj: obj["type"] == kind)
-        if "recurring" in params:
-            parts = ("interval", "meter", "usage_type")
-            given = hash_param(params["recurring"], "recurring", parts)
-            wanted: dict[str, Any] = {}
-            if "interval" in given:
-                wanted["interval"] = enum_param(given["interval"], "recurring[interval]", INTERVALS)
-            if "usage_type" in given:
-                wanted["usage_type"] = enum_param(
-                    given["usage_type"], "recurring[usage_type]", USAGE_TYPES
-                )
-            if "meter" in given:
-                wanted["meter"] = string_param(
-                    given["meter"], "recurring[meter]", 5000, emptyable=False
-                )
-            tests.append(
-                lambda obj: (
-                    obj["recurring"] is not None
-                    and all(obj["recurring"][k] == v for k, v in wanted.items())
-                )
-            )
-        if "created" in params:
-            created_ok = created_filter(params["created"])
-            tests.append(lambda obj: created_ok(obj["created"]))
-        keys: list[str] | None = None
-        if "lookup_keys" in params:
-            raw = as_list(params["lookup_keys"], "lookup_keys")
-            if len(raw) > MAX_LOOKUP_KEYS:
-                raise invalid(
-                    f"Invalid array: lookup_keys can have at most {MAX_LOOKUP_KEYS} items",
-                    "lookup_keys",
-                )
-            keys = [
-                string_param(k, f"lookup_keys[{i}]", LOOKUP_KEY_MAX, emptyable=False) or ""
-                for i, k in enumerate(raw)
-            ]
-        with self.store.lock:
-            seqs = None
-            if keys is not None:  # exact and case-sensitive, from the index
-                held = {self.store.by_lookup_key.get(k) for k in keys} - {None}
-                seqs = sorted(s for s in (self.store.seq_of(str(i)) for i in held) if s is not None)
-            result = self.store.list_page(
-                params, keep=lambda obj: all(t(obj) for t in tests), seqs=seqs
-            )
-        result["data"] = [self.render(obj, expand) for obj in result["data"]]
-        return result
-
-    # -- control API
-
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"prices seed item {index} is not an object")
-            params = dict(item)
-            price_id = params.pop("id", None)
-            created = params.pop("created", None)
-            try:
-                obj = self.insert(price_spec(params), price_id=price_id, created=created)
-            except ApiError as exc:
-                raise ValueError(f"prices seed item {index}: {exc.message}") from exc
-            ids.append(obj["id"])
-        return ids
+    def _free_lookup_key(self, key: str | None, for_id: str, transfer: bool) -> None:
+        """Make `key` usable by `for_id`: 400 when another price holds it, unless `transfer`,
+        which takes it off that price (the caller holds the lock and writes right after)."""
+        holder = None if key is None else self._holder(key)
+        if holder is None or holder == for_id:
+            return
+        if not transfer:
+            raise _lookup_key_taken(holder)
+        old = copy.deepcopy(self.store.require(holder))
+        old["lookup_key"] = None
+        self.store.replace(old)

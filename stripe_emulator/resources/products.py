@@ -8,18 +8,28 @@ deleted (Stripe: archive it with `active=false` instead).
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from ..errors import ApiError, invalid, missing_parameter, no_such, unknown_parameter
+from ..errors import invalid, missing_parameter, no_such
 from ..forms import as_list
-from .base import ObjectStore, Resource, ResourceContext
+from .base import (
+    CRUD_ROUTES,
+    DELETE_ROUTE,
+    ObjectResource,
+    ResourceContext,
+    choice,
+    created_range,
+    exact,
+    flag,
+    one_of,
+    text,
+)
+from .catalog import Catalog
 from .params import (
     boolean_param,
     check_known,
-    created_filter,
     enum_param,
     expand_names,
     hash_param,
@@ -27,9 +37,6 @@ from .params import (
     name_of,
     string_param,
 )
-
-if TYPE_CHECKING:
-    from .prices import PricesResource
 
 # Fields a product takes on create and on update; the other sets add to these.
 COMMON = {
@@ -62,7 +69,7 @@ STRING_LIMITS = {
 MAX_IMAGES = 8
 MAX_MARKETING_FEATURES = 15
 PRODUCT_TYPES = ("good", "service")
-EXPANDABLE = {"default_price"}
+EXPANDABLE = frozenset({"default_price"})
 DIMENSIONS = ("height", "length", "weight", "width")
 DELETE_REFUSED = "This product cannot be deleted because it has one or more user-created prices."
 
@@ -140,34 +147,42 @@ def product_changes(
     return changes
 
 
-class ProductsResource(Resource):
+def _ids(value: Any) -> set[str | None]:
+    return {
+        string_param(item, f"ids[{i}]", emptyable=False)
+        for i, item in enumerate(as_list(value, "ids"))
+    }
+
+
+class ProductsResource(ObjectResource):
     name = "products"
     object_name = "product"
-    routes = (
-        ("POST", "", "create"),
-        ("POST", "/{id}", "update"),
-        ("GET", "", "list_all"),
-        ("GET", "/{id}", "retrieve"),
-        ("DELETE", "/{id}", "delete"),
+    routes = (*CRUD_ROUTES, DELETE_ROUTE)
+    expandable = EXPANDABLE
+    filters = (
+        exact("active", flag("active")),
+        exact("shippable", flag("shippable")),
+        one_of("ids", _ids, field="id"),
+        exact("type", choice("type", PRODUCT_TYPES)),
+        exact("url", text("url")),
+        created_range(),
     )
 
     def __init__(self, context: ResourceContext) -> None:
         super().__init__(context)
-        self.store = ObjectStore(
-            kind="product", prefix="prod_", url="/v1/products", seed=context.seed
-        )
-        self.prices: PricesResource | None = None  # set by the price resource, built after us
+        self.catalog = Catalog(context.seed)
+        self.store = self.catalog.products
 
-    # -- used by prices too
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        return product_changes(params, creating=creating)
 
-    def insert(self, changes: Mapping[str, Any], *, created: int | None = None) -> dict[str, Any]:
-        """Create a product from validated changes; 400 when a caller-chosen id is taken."""
+    def insert(
+        self, changes: Mapping[str, Any], *, object_id: str | None = None, created: Any = None
+    ) -> dict[str, Any]:
+        """A product from validated changes (its id among them, if the caller chose one)."""
         with self.store.lock:
             product_id = changes.get("id")
-            if product_id is not None and self.store.taken(product_id):
-                raise ApiError(
-                    400, "Product already exists.", param="id", code="resource_already_exists"
-                )
+            self.store.check_unused(product_id)
             now = int(time.time()) if created is None else int(created)
             obj: dict[str, Any] = {
                 "id": product_id or self.store.new_id(),
@@ -193,116 +208,35 @@ class ProductsResource(Resource):
             _apply(obj, {k: v for k, v in changes.items() if k != "id"})
             return self.store.insert(obj)
 
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        price_id = changes.get("default_price")
+        if price_id is not None:
+            price = self.catalog.prices.get(price_id)
+            if price is None:
+                raise no_such("price", price_id, "default_price", 400)
+            if price["product"] != obj["id"]:
+                raise invalid(
+                    f"The price `{price_id}` does not belong to this product.", "default_price"
+                )
+        _apply(obj, changes)
+        obj["updated"] = max(int(time.time()), obj["created"])
+
     def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
         shown = dict(obj)
-        if "default_price" in expand and shown.get("default_price") and self.prices:
-            price = self.prices.store.get(shown["default_price"])
+        if "default_price" in expand and shown.get("default_price"):
+            price = self.catalog.prices.get(shown["default_price"])
             if price is not None:
                 shown["default_price"] = dict(price)
         return shown
 
-    # -- endpoints
+    def check_delete(self, object_id: str) -> None:
+        if self.catalog.prices.where("product", object_id):
+            raise invalid(DELETE_REFUSED)
 
-    def create(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        changes = product_changes(params, creating=True)
-        return self.render(self.insert(changes), expand_names(params, EXPANDABLE))
-
-    def update(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        changes = product_changes(params, creating=False)
-        with self.store.lock:
-            obj = copy.deepcopy(self.store.require(object_id))
-            price_id = changes.get("default_price")
-            if price_id is not None:
-                price = self.prices.store.get(price_id) if self.prices else None
-                if price is None:
-                    raise no_such("price", price_id, "default_price", 400)
-                if price["product"] != object_id:
-                    raise invalid(
-                        f"The price `{price_id}` does not belong to this product.",
-                        "default_price",
-                    )
-            _apply(obj, changes)
-            obj["updated"] = max(int(time.time()), obj["created"])
-            self.store.replace(obj)
-        return self.render(obj, expand_names(params, EXPANDABLE))
-
-    def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, {"expand"})
-        expand = expand_names(params, EXPANDABLE)
-        return self.render(self.store.require(object_id), expand)
-
-    def delete(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        for key in params:
-            raise unknown_parameter(key)
-        with self.store.lock:
-            self.store.require(object_id)
-            if self.prices is not None and self.prices.store.count_for_product(object_id):
-                raise invalid(DELETE_REFUSED)
-            self.store.mark_deleted(object_id)
-        return {"id": object_id, "object": "product", "deleted": True}
-
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        check_known(
-            params,
-            {
-                "active",
-                "created",
-                "ending_before",
-                "expand",
-                "ids",
-                "limit",
-                "shippable",
-                "starting_after",
-                "type",
-                "url",
-            },
-        )
-        expand = expand_names(params, EXPANDABLE, "data.")
-        tests: list[Callable[[Mapping[str, Any]], bool]] = []
-        for flag in ("active", "shippable"):
-            if flag in params:
-                tests.append(_field_is(flag, boolean_param(params[flag], flag)))
-        if "ids" in params:
-            ids = {
-                string_param(item, f"ids[{i}]", emptyable=False)
-                for i, item in enumerate(as_list(params["ids"], "ids"))
-            }
-            tests.append(lambda obj: obj["id"] in ids)
-        if "type" in params:
-            kind = enum_param(params["type"], "type", PRODUCT_TYPES)
-            tests.append(lambda obj: obj["type"] == kind)
-        if "url" in params:
-            url = string_param(params["url"], "url", 5000, emptyable=False)
-            tests.append(lambda obj: obj["url"] == url)
-        if "created" in params:
-            created_ok = created_filter(params["created"])
-            tests.append(lambda obj: created_ok(obj["created"]))
-        result = self.store.list_page(params, keep=lambda obj: all(t(obj) for t in tests))
-        result["data"] = [self.render(obj, expand) for obj in result["data"]]
-        return result
-
-    # -- control API
-
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"products seed item {index} is not an object")
-            params = dict(item)
-            created = params.pop("created", None)
-            try:
-                obj = self.insert(product_changes(params, creating=True), created=created)
-            except ApiError as exc:
-                raise ValueError(f"products seed item {index}: {exc.message}") from exc
-            ids.append(obj["id"])
-        return ids
-
-
-def _field_is(name: str, wanted: Any) -> Callable[[Mapping[str, Any]], bool]:
-    return lambda obj: obj[name] is wanted
+    def seed_one(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Create params, the `id` among them, plus an optional `created`."""
+        created = params.pop("created", None)
+        return self.insert(product_changes(params, creating=True), created=created)
 
 
 def _apply(obj: dict[str, Any], changes: Mapping[str, Any]) -> None:

@@ -13,19 +13,26 @@ Stripe's samples (stripe/openapi `fixtures3.json`), unmodelled ones null or empt
 from __future__ import annotations
 
 import calendar
-import copy
 import datetime
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ApiError, invalid, missing_parameter, no_such
+from ..errors import ApiError, invalid, missing_parameter
 from ..forms import as_list
-from .base import ObjectStore, Resource, ResourceContext
+from .base import (
+    Filter,
+    ObjectResource,
+    ObjectStore,
+    ResourceContext,
+    created_range,
+    embedded_list,
+    exact,
+    text,
+)
 from .customers import CustomersResource
 from .params import (
     check_known,
-    created_filter,
     enum_param,
     expand_names,
     integer_param,
@@ -51,19 +58,8 @@ ITEM_UPDATE_UNSUPPORTED = {
     "proration_date",
     "tax_rates",
 }
-ITEM_LIST = {"ending_before", "expand", "limit", "starting_after", "subscription"}
-ITEM_EXPANDABLE = {"price.product", "plan.product", "discounts"}
-SUBSCRIPTION_LIST = {
-    "created",
-    "customer",
-    "ending_before",
-    "expand",
-    "limit",
-    "price",
-    "starting_after",
-    "status",
-}
-SUBSCRIPTION_EXPANDABLE = {"customer", "items.data.price.product"}
+ITEM_EXPANDABLE = frozenset({"price.product", "plan.product", "discounts"})
+SUBSCRIPTION_EXPANDABLE = frozenset({"customer", "items.data.price.product"})
 STATUSES = (
     "active",
     "canceled",
@@ -74,6 +70,7 @@ STATUSES = (
     "trialing",
     "unpaid",
 )
+ENDED = ("canceled", "incomplete_expired")
 MAX_ITEMS = 20
 
 
@@ -98,44 +95,27 @@ def add_interval(start: int, interval: str, count: int) -> int:
     return int(moment.replace(year=year, month=month, day=day).timestamp())
 
 
-class SubscriptionItemStore(ObjectStore):
-    """Items, with their sequence numbers per subscription (for the required list filter)
-    and each subscription's recent quantity changes (the 200-per-hour window)."""
-
-    def __init__(self, *, seed: int | None, lock: Any) -> None:
-        super().__init__(
-            kind="subscription_item",
-            prefix="si_",
-            url="/v1/subscription_items",
-            seed=seed,
-            lock=lock,
-        )
-        self.by_subscription: dict[str, list[int]] = {}
-        self.quantity_changes: dict[str, deque[float]] = {}  # subscription -> clock times
-
-    def reset(self, seed: int | None = None) -> None:
-        with self.lock:
-            super().reset(seed)
-            self.by_subscription.clear()
-            self.quantity_changes.clear()
-
-    def insert(self, obj: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            super().insert(obj)
-            seq = self.seq_of(obj["id"])
-            assert seq is not None
-            self.by_subscription.setdefault(obj["subscription"], []).append(seq)
-            return obj
-
-    def for_subscription(self, subscription_id: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [self._order[seq].obj for seq in self.by_subscription.get(subscription_id, [])]
+def _status(value: Any) -> str:
+    """Without `status`, a list leaves out ended subscriptions."""
+    if value is None:
+        return "default"
+    return enum_param(value, "status", (*STATUSES, "all", "ended"))
 
 
-class SubscriptionsResource(Resource):
+def _status_matches(obj: Mapping[str, Any], status: str) -> bool:
+    if status == "default":
+        return obj["status"] not in ENDED
+    if status == "ended":
+        return obj["status"] in ENDED
+    return status == "all" or obj["status"] == status
+
+
+class SubscriptionsResource(ObjectResource):
     name = "subscriptions"
     object_name = "subscription"
     routes = (("GET", "", "list_all"), ("GET", "/{id}", "retrieve"))
+    expandable = SUBSCRIPTION_EXPANDABLE
+    seed_refusals = (ApiError, ValueError)
 
     def __init__(self, context: ResourceContext) -> None:
         super().__init__(context)
@@ -146,93 +126,52 @@ class SubscriptionsResource(Resource):
             seed=context.seed,
             id_length=24,
         )
+        # Items are the subscription's children: their store is here, under its lock.
+        self.item_store = ObjectStore(
+            kind="subscription_item",
+            prefix="si_",
+            url="/v1/subscription_items",
+            seed=context.seed,
+            lock=self.store.lock,
+            indexed=("subscription",),
+        )
         customers = context.resources["customers"]
         prices = context.resources["prices"]
         assert isinstance(customers, CustomersResource) and isinstance(prices, PricesResource)
         self.customers = customers
         self.prices = prices
-        self.items: SubscriptionItemsResource | None = None  # set by the item resource
+        self.filters = (
+            Filter("status", _status, test=_status_matches, always=True),
+            exact("customer", text("customer")),
+            Filter("price", text("price"), test=self._has_price),
+            created_range(),
+        )
+
+    def _has_price(self, obj: Mapping[str, Any], price: str) -> bool:
+        return any(i["price"] == price for i in self.item_store.where("subscription", obj["id"]))
 
     def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
-        assert self.items is not None
         shown = dict(obj)
         item_expand = ["price.product"] if "items.data.price.product" in expand else []
-        stored = self.items.store.for_subscription(obj["id"])
-        items = [self.items.render(item, item_expand) for item in stored]
-        shown["items"] = {
-            "object": "list",
-            "data": items,
-            "has_more": False,
-            "total_count": len(items),
-            "url": f"/v1/subscription_items?subscription={obj['id']}",
-        }
-        if "customer" in expand and self.customers.store.exists(obj["customer"]):
-            shown["customer"] = dict(self.customers.store.retrieve(obj["customer"]))
+        stored = self.item_store.where("subscription", obj["id"])
+        items = [render_item(self.prices, item, item_expand) for item in stored]
+        shown["items"] = embedded_list(items, f"/v1/subscription_items?subscription={obj['id']}")
+        customer = self.customers.store.get(obj["customer"])
+        if "customer" in expand and customer is not None:
+            shown["customer"] = dict(customer)
         return shown
-
-    # -- endpoints
-
-    def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, {"expand"})
-        expand = expand_names(params, SUBSCRIPTION_EXPANDABLE)
-        return self.render(self.store.require(object_id), expand)
-
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        check_known(params, SUBSCRIPTION_LIST)
-        expand = expand_names(params, SUBSCRIPTION_EXPANDABLE, "data.")
-        tests = []
-        status = "default"
-        if "status" in params:
-            status = enum_param(params["status"], "status", (*STATUSES, "all", "ended"))
-        if status == "default":
-            tests.append(lambda obj: obj["status"] not in ("canceled", "incomplete_expired"))
-        elif status == "ended":
-            tests.append(lambda obj: obj["status"] in ("canceled", "incomplete_expired"))
-        elif status != "all":
-            tests.append(lambda obj: obj["status"] == status)
-        if "customer" in params:
-            customer = string_param(params["customer"], "customer", 5000, emptyable=False)
-            tests.append(lambda obj: obj["customer"] == customer)
-        if "price" in params:
-            price = string_param(params["price"], "price", 5000, emptyable=False)
-            assert self.items is not None
-            items = self.items.store
-            tests.append(
-                lambda obj: any(i["price"] == price for i in items.for_subscription(obj["id"]))
-            )
-        if "created" in params:
-            created_ok = created_filter(params["created"])
-            tests.append(lambda obj: created_ok(obj["created"]))
-        result = self.store.list_page(params, keep=lambda obj: all(t(obj) for t in tests))
-        result["data"] = [self.render(obj, expand) for obj in result["data"]]
-        return result
 
     # -- control API
 
-    def seed(self, items: list[Mapping[str, Any]]) -> list[str]:
+    def seed_one(self, params: dict[str, Any]) -> dict[str, Any]:
         """`{customer, items: [{price, quantity, metadata, id}], id, created, metadata,
-        status}` per subscription; prices must be recurring and share currency and interval."""
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"subscriptions seed item {index} is not an object")
-            try:
-                ids.append(self._seed_one(dict(item)))
-            except (ApiError, ValueError) as exc:
-                message = exc.message if isinstance(exc, ApiError) else str(exc)
-                raise ValueError(f"subscriptions seed item {index}: {message}") from exc
-        return ids
-
-    def _seed_one(self, params: dict[str, Any]) -> str:
-        assert self.items is not None
+        status}`; prices must be recurring and share currency and interval."""
         known = {"created", "customer", "id", "items", "metadata", "status"}
         check_known(params, known)
         if "customer" not in params:
             raise missing_parameter("customer")
         customer = string_param(params["customer"], "customer", 5000, emptyable=False) or ""
-        if not self.customers.store.exists(customer):
-            raise no_such("customer", customer, "customer", 400)
+        self.customers.store.require(customer, "customer", 400)
         raw_items = as_list(params.get("items", []), "items")
         if not 1 <= len(raw_items) <= MAX_ITEMS:
             raise invalid(f"A subscription needs 1 to {MAX_ITEMS} items", "items")
@@ -253,11 +192,9 @@ class SubscriptionsResource(Resource):
         [(currency, interval, interval_count)] = terms
         with self.store.lock:
             subscription_id = params.get("id")
-            if subscription_id is not None and self.store.taken(subscription_id):
-                raise invalid(f"Subscription already exists: '{subscription_id}'", "id")
+            self.store.check_unused(subscription_id)
             for item_id, *_ in specs:
-                if item_id is not None and self.items.store.taken(item_id):
-                    raise invalid(f"Subscription item already exists: '{item_id}'", "items")
+                self.item_store.check_unused(item_id, "items")
             now = int(self.context.clock.now())
             created = now
             if params.get("created") is not None:
@@ -274,7 +211,7 @@ class SubscriptionsResource(Resource):
             self.store.insert(obj)
             for item_id, price, quantity, item_metadata in specs:
                 item: dict[str, Any] = {
-                    "id": item_id or self.items.store.new_id(),
+                    "id": item_id or self.item_store.new_id(),
                     "object": "subscription_item",
                     "billing_thresholds": None,
                     "created": created,
@@ -289,8 +226,8 @@ class SubscriptionsResource(Resource):
                 }
                 if quantity is None:  # metered items carry no quantity
                     del item["quantity"]
-                self.items.store.insert(item)
-            return str(obj["id"])
+                self.item_store.insert(item)
+            return obj
 
     def _item_spec(
         self, raw: Any, param: str
@@ -336,7 +273,7 @@ def subscription_object(
     status: str,
     metadata: dict[str, str],
 ) -> dict[str, Any]:
-    ended = created if status in ("canceled", "incomplete_expired") else None
+    ended = created if status in ENDED else None
     return {
         "id": subscription_id,
         "object": "subscription",
@@ -418,7 +355,22 @@ def plan_of(price: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class SubscriptionItemsResource(Resource):
+def render_item(
+    prices: PricesResource, obj: Mapping[str, Any], expand: list[str]
+) -> dict[str, Any]:
+    """An item as Stripe shows it: its price object, and the legacy `plan` view of it."""
+    shown = dict(obj)
+    price = prices.store.get(obj["price"])
+    if price is not None:
+        price_expand = ["product"] if "price.product" in expand else []
+        shown["price"] = prices.render(price, price_expand)
+        shown["plan"] = plan_of(price)
+        if "plan.product" in expand:
+            shown["plan"]["product"] = prices.render(price, ["product"])["product"]
+    return shown
+
+
+class SubscriptionItemsResource(ObjectResource):
     name = "subscription_items"
     object_name = "subscription"  # items are part of a subscription: rak_subscription_*
     routes = (
@@ -426,6 +378,7 @@ class SubscriptionItemsResource(Resource):
         ("GET", "/{id}", "retrieve"),
         ("POST", "/{id}", "update"),
     )
+    expandable = ITEM_EXPANDABLE
 
     def __init__(self, context: ResourceContext) -> None:
         super().__init__(context)
@@ -433,84 +386,70 @@ class SubscriptionItemsResource(Resource):
         assert isinstance(subscriptions, SubscriptionsResource)
         self.subscriptions = subscriptions
         self.prices = subscriptions.prices
-        # One lock with the subscriptions: a seed writes both.
-        self.store = SubscriptionItemStore(seed=context.seed, lock=subscriptions.store.lock)
-        subscriptions.items = self
+        self.store = subscriptions.item_store
+        # The list's filter is required, and names a subscription that exists.
+        self.filters = (
+            Filter("subscription", self._subscription, field="subscription", always=True),
+        )
+        self.quantity_windows: dict[str, deque[float]] = {}  # subscription -> clock times
         self.reset_stats()
 
-    def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
-        shown = dict(obj)
-        price = self.prices.store.get(obj["price"])
-        if price is not None:
-            price_expand = ["product"] if "price.product" in expand else []
-            shown["price"] = self.prices.render(price, price_expand)
-            shown["plan"] = plan_of(price)
-            if "plan.product" in expand:
-                shown["plan"]["product"] = self.prices.render(price, ["product"])["product"]
-        return shown
-
-    # -- endpoints
-
-    def retrieve(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
-        check_known(params, {"expand"})
-        expand = expand_names(params, ITEM_EXPANDABLE)
-        return self.render(self.store.require(object_id), expand)
-
-    def list_all(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        check_known(params, ITEM_LIST)
-        expand = expand_names(params, ITEM_EXPANDABLE, "data.")
-        if "subscription" not in params:
+    def _subscription(self, value: Any) -> str:
+        if value is None:
             raise missing_parameter("subscription")
-        subscription = string_param(params["subscription"], "subscription", 5000, False) or ""
+        subscription = string_param(value, "subscription", 5000, False) or ""
         self.subscriptions.store.require(subscription, "subscription", 400)
-        with self.store.lock:
-            seqs = list(self.store.by_subscription.get(subscription, []))
-            result = self.store.list_page(params, seqs=seqs)
-        result["data"] = [self.render(obj, expand) for obj in result["data"]]
-        result["url"] = "/v1/subscription_items"
-        return result
+        return subscription
 
-    def update(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
-        assert object_id is not None
+    def reset(self, seed: int | None) -> None:
+        with self.store.lock:
+            super().reset(seed)
+            self.quantity_windows.clear()
+
+    def render(self, obj: Mapping[str, Any], expand: list[str]) -> dict[str, Any]:
+        return render_item(self.prices, obj, expand)
+
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
         for key in params:
             if key in ITEM_UPDATE_UNSUPPORTED:
                 raise invalid(f"{key} is not supported by this emulator.", key)
         check_known(params, ITEM_UPDATE)
-        expand = expand_names(params, ITEM_EXPANDABLE)
-        quantity = _quantity(params["quantity"], "quantity") if "quantity" in params else None
-        metadata = metadata_change(params["metadata"]) if "metadata" in params else None
-        behavior = "create_prorations"
+        expand_names(params, ITEM_EXPANDABLE)
+        changes: dict[str, Any] = {"proration_behavior": "create_prorations"}
+        if "quantity" in params:
+            changes["quantity"] = _quantity(params["quantity"], "quantity")
+        if "metadata" in params:
+            changes["metadata"] = metadata_change(params["metadata"])
         if "proration_behavior" in params:
-            behavior = enum_param(
+            changes["proration_behavior"] = enum_param(
                 params["proration_behavior"], "proration_behavior", PRORATION_BEHAVIORS
             )
-        now = self.context.clock.now()
-        with self.store.lock:
-            item = copy.deepcopy(self.store.require(object_id))
-            changes_quantity = False
-            if quantity is not None:
-                if "quantity" not in item:
-                    raise invalid(METERED_QUANTITY, "quantity")
-                changes_quantity = quantity != item["quantity"]
-            if metadata is not None:
-                item["metadata"] = metadata.apply(item["metadata"])
-            if changes_quantity:
-                subscription = item["subscription"]
-                window = self.store.quantity_changes.setdefault(subscription, deque())
-                while window and window[0] <= now - HOUR:
-                    window.popleft()
-                if len(window) >= QUANTITY_UPDATES_PER_HOUR:
-                    self.refused_quantity_updates += 1
-                    raise quantity_limit_reached(subscription)
-                window.append(now)
-                item["quantity"] = quantity
-            self.store.replace(item)
-            self.updates += 1
-            self.by_proration_behavior[behavior] += 1
-            if changes_quantity:
-                self.quantity_changes[item["subscription"]] += 1
-        return self.render(item, expand)
+        return changes
+
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        """Nothing is invoiced or prorated; a quantity change counts against the hourly limit."""
+        quantity = changes.get("quantity")
+        changes_quantity = False
+        if quantity is not None:
+            if "quantity" not in obj:
+                raise invalid(METERED_QUANTITY, "quantity")
+            changes_quantity = quantity != obj["quantity"]
+        if "metadata" in changes:
+            obj["metadata"] = changes["metadata"].apply(obj["metadata"])
+        if changes_quantity:
+            subscription = obj["subscription"]
+            now = self.context.clock.now()
+            window = self.quantity_windows.setdefault(subscription, deque())
+            while window and window[0] <= now - HOUR:
+                window.popleft()
+            if len(window) >= QUANTITY_UPDATES_PER_HOUR:
+                self.refused_quantity_updates += 1
+                raise quantity_limit_reached(subscription)
+            window.append(now)
+            obj["quantity"] = quantity
+            self.quantity_changes[subscription] += 1
+        self.updates += 1
+        self.by_proration_behavior[changes["proration_behavior"]] += 1
 
     # -- control API
 

@@ -674,19 +674,36 @@ def test_the_stream_ignores_idempotency_keys_as_stripe_does(emulator: Any) -> No
 
     meter_event_url = emulator.url
     session = urllib.request.Request(
-        meter_event_url + "/v2/billing/meter_event_session", data=b"{}", method="POST",
-        headers={"Authorization": "Bearer sk_test_idem", "Content-Type": "application/json"})
+        meter_event_url + "/v2/billing/meter_event_session",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": "Bearer sk_test_idem", "Content-Type": "application/json"},
+    )
     token = json.loads(urllib.request.urlopen(session).read())["authentication_token"]
     emulator.seed_meters([{"display_name": "Calls", "event_name": "calls_idem"}])
     [customer] = emulator.seed([{"email": "idem@example.com"}])
-    body = json.dumps({"events": [{"event_name": "calls_idem", "identifier": "idem-1",
-                                   "payload": {"stripe_customer_id": customer, "value": "1"}}]})
+    body = json.dumps(
+        {
+            "events": [
+                {
+                    "event_name": "calls_idem",
+                    "identifier": "idem-1",
+                    "payload": {"stripe_customer_id": customer, "value": "1"},
+                }
+            ]
+        }
+    )
     for _ in range(2):
         request = urllib.request.Request(
-            meter_event_url + "/v2/billing/meter_event_stream", data=body.encode(),
-            method="POST", headers={"Authorization": f"Bearer {token}",
-                                    "Content-Type": "application/json",
-                                    "Idempotency-Key": "same-key"})
+            meter_event_url + "/v2/billing/meter_event_stream",
+            data=body.encode(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": "same-key",
+            },
+        )
         response = urllib.request.urlopen(request)
         assert response.headers.get("Idempotent-Replayed") is None
     stats = emulator.stats()["meter_events"]

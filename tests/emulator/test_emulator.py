@@ -554,7 +554,6 @@ def test_stats_count_requests_by_endpoint_and_status(
     assert stats["writes_committed"] == 2 and stats["customers"] == 1
 
 
-
 def test_a_request_in_flight_across_a_reset_is_not_counted_after_it(
     client: stripe.StripeClient, emulator: EmulatorHandle
 ) -> None:
@@ -568,6 +567,7 @@ def test_a_request_in_flight_across_a_reset_is_not_counted_after_it(
     slow.join()
     stats = emulator.stats()
     assert (stats["requests_total"], stats["by_status"], stats["in_flight"]) == (0, {}, 0)
+
 
 def test_config_rejects_unknown_keys(emulator: EmulatorHandle) -> None:
     with pytest.raises(Exception, match="unknown config keys: latency"):
