@@ -22,11 +22,11 @@ from pathlib import Path
 
 import duckdb
 
-from dbt_stripe_activation.engine import new_run_id
+from dbt_stripe_activation.execution.options import new_run_id
+from dbt_stripe_activation.meta_block import parse_sync_specs
 from dbt_stripe_activation.planner import desired_values, plan_row
 from dbt_stripe_activation.project import ProjectSettings, load_manifest
 from dbt_stripe_activation.records import NO_MATCH, Rejection
-from dbt_stripe_activation.spec import parse_sync_specs
 from dbt_stripe_activation.warehouse import STATE_TABLE, RunRecord, Warehouse
 
 BATCH = 20_000

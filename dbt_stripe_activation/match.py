@@ -16,8 +16,9 @@ from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any
 
-from .objects.base import flatten_object, normalize_key
 from .objects.contract import KeyLookup
+from .objects.keys import normalize_key
+from .objects.params import flatten_object
 from .records import NO_MATCH, DesiredRow, Match, Outcome
 from .spec import SyncSpec
 from .stripe_api import StripeGateway, StripeWriteError

@@ -21,6 +21,8 @@ from .context import (
     removal_limit,
     stripe_settings,
 )
+from .cross_model import check_overlaps
+from .dbt_compat import select_models
 from .errors import (
     ConfigError,
     LiveModeError,
@@ -29,10 +31,11 @@ from .errors import (
     StripeConnectionError,
     WarehouseError,
 )
+from .meta_block import create_only_warnings, parse_sync_specs
 from .objects import DEFAULT_OBJECT
-from .project import Manifest, ProjectSettings, load_manifest, select_models
+from .project import Manifest, ProjectSettings, load_manifest
 from .results import CheckResult, ResetResult, RunResult
-from .spec import SyncSpec, check_overlaps, create_only_warnings, parse_sync_specs
+from .spec import SyncSpec
 
 if TYPE_CHECKING:
     from .records import ModelResult
@@ -204,7 +207,7 @@ def _check_probes(specs: list[SyncSpec]) -> list[tuple[str, str, dict[str, Any]]
 
 
 def run_check(common: CommonOptions) -> CheckResult:
-    from .engine import required_values
+    from .execution.requirements import required_values
     from .stripe_api import StripeGateway, StripeWriteError
     from .warehouse import Warehouse
 
@@ -278,7 +281,8 @@ def _start_up_out_of_gc() -> Iterator[None]:
 
 @notify.reported
 def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
-    from .engine import Engine, SyncOptions, new_run_id
+    from .execution.engine import Engine
+    from .execution.options import SyncOptions, new_run_id
     from .match import LookupStrategy
     from .stripe_api import StripeGateway
     from .warehouse import Warehouse

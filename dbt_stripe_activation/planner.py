@@ -15,15 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .objects.base import (
-    Converter,
-    build_params,
-    converter,
-    normalize_key,
-    resolve_field,
-    validate_values,
-)
+from .objects.catalogue import resolve_field
 from .objects.contract import RemovalMode
+from .objects.keys import normalize_key
+from .objects.params import build_params
+from .objects.values import Converter, converter, validate_values
 from .records import (
     Action,
     DesiredRow,

@@ -1,4 +1,4 @@
-"""The dbt project handle: where it lives, which profile/target, its manifest, its selection.
+"""The dbt project handle: where it lives, which profile/target, and its manifest read as JSON.
 
 This is the one boundary that reads manifest JSON: downstream stages get DbtModel objects.
 """
@@ -192,13 +192,3 @@ def model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
         depends_on=tuple((node.get("depends_on") or {}).get("nodes") or ()),
         materialized=str(config.get("materialized") or ""),
     )
-
-
-def select_models(
-    settings: ProjectSettings, select: tuple[str, ...], exclude: tuple[str, ...]
-) -> set[str]:
-    """Resolve dbt selection syntax with dbt's own selector, on the manifest the sync reads:
-    unique ids of models."""
-    from .dbt_compat import select_models as dbt_select
-
-    return dbt_select(settings, select, exclude)

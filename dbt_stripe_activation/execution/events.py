@@ -21,12 +21,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .objects.base import build_params
-from .objects.meter_event import RESEND_WINDOW_SECONDS, STREAM_BATCH, stream_event
-from .planner import desired_values
-from .records import (
+from ..objects.params import build_params
+from ..planner import desired_values
+from ..records import (
     IN_FLIGHT,
     Action,
     DesiredRow,
@@ -40,11 +39,9 @@ from .records import (
     RowPlan,
     StateRecord,
 )
-from .spec import SyncSpec
-from .stripe_api import StripeWriteError
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from ..spec import SyncSpec
+from ..stripe_api import StripeWriteError
+from .outcomes import ModelExecution
 
 
 @dataclass(slots=True)
@@ -79,35 +76,36 @@ _ACK_INTERVAL_SECONDS = 5.0
 
 
 class EventSender:
-    """Sends one model's events; called from the engine's thread."""
+    """Sends one append model's events; called from the engine's thread."""
 
-    def __init__(self, engine: Engine, spec: SyncSpec, run_id: str, result: ModelResult,
-                 allowed: Callable[[DesiredRow], str | None]) -> None:
-        self.engine = engine
-        self.spec = spec
-        self.run_id = run_id
-        self.result = result
+    def __init__(self, run: ModelExecution, allowed: Callable[[DesiredRow], str | None]) -> None:
+        delivery = run.spec.object.delivery
+        assert delivery is not None, "an append object declares its delivery"
+        self.run = run
+        self.delivery = delivery
+        self.spec = run.spec
+        self.run_id = run.run_id
+        self.result: ModelResult = run.result
         self.allowed = allowed  # a requirement's rejection reason, or None
-        self.options = engine.options
+        self.options = run.options
         self.done = 0
         self.chunks = 0
-        self.paths = tuple(m.path for m in spec.fields)  # what the ledger keeps of an event
+        self.paths = tuple(m.path for m in run.spec.fields)  # what the ledger keeps of an event
         self.acked: list[str] = []  # marks of acknowledged chunks, not yet written `sent`
         self.acked_since = time.monotonic()
 
-    def run(self, to_plan: int) -> None:
+    def execute(self, to_plan: int) -> None:
         """Stream, classify, and send chunk by chunk. The ledger (the warehouse, one thread)
         is written here while a pool sends: chunk N's requests are in flight while chunk
         N+1 is read and marked, and N's outcomes are recorded once its requests answer."""
         opts = self.options
         chunk: list[_Event] = []
-        chunk_size = max(opts.event_chunk, STREAM_BATCH)
+        chunk_size = max(opts.event_chunk, self.delivery.batch)
         in_flight: deque[_Chunk] = deque()
         with ThreadPoolExecutor(max_workers=max(opts.event_concurrency, 1),
                                 thread_name_prefix="stripe-events") as pool:
             try:
-                for batch in self.engine.warehouse.stream_diff(self.spec, False,
-                                                               opts.batch_size):
+                for batch in self.run.warehouse.stream_diff(self.spec, False, opts.batch_size):
                     outcomes: list[tuple[DiffRow, RowPlan, Outcome, str | None]] = []
                     for row in batch:
                         event = self._classify(row, outcomes)
@@ -120,7 +118,7 @@ class EventSender:
                     while in_flight and (len(in_flight) > _CHUNKS_IN_FLIGHT
                                          or in_flight[0].finished):
                         self._finish_chunk(in_flight.popleft())
-                    self.engine.on_progress(self.spec.model.name, self.done, to_plan)
+                    self.run.progress(self.done, to_plan)
                 if chunk:
                     in_flight.append(self._start_chunk(chunk, pool))
             finally:
@@ -130,7 +128,7 @@ class EventSender:
                         self._finish_chunk(in_flight.popleft())
                 finally:
                     self._write_acks()
-        self.engine.on_progress(self.spec.model.name, self.done, to_plan)
+        self.run.progress(self.done, to_plan)
 
     # -- one row -------------------------------------------------------------------------
 
@@ -142,7 +140,7 @@ class EventSender:
             if outcome is not None:
                 outcomes.append(outcome)
                 return None
-        prepared = desired_values(self.spec, row, self.engine.planned_for(self.options))
+        prepared = desired_values(self.spec, row, self.run.planned)
         if isinstance(prepared, Rejection):
             outcome_of = Outcome.FAILED if prepared.retryable else Outcome.REJECTED
             outcomes.append((row, _replan(_base(row), outcome_of.value, prepared.reason),
@@ -171,7 +169,7 @@ class EventSender:
         elif prior == IN_FLIGHT and not self.options.resend_uncertain:
             sent_at = previous.synced_at
             age = time.time() - sent_at.timestamp() if sent_at else float("inf")
-            if age > RESEND_WINDOW_SECONDS:
+            if age > self.delivery.resend_window_seconds:
                 reason = (
                     f"sent {_ago(age)} ago without an acknowledgement: past Stripe's 24-hour "
                     "de-duplication window, so sending it again could count it twice; "
@@ -200,9 +198,9 @@ class EventSender:
 
     def _start_chunk(self, chunk: list[_Event], pool: ThreadPoolExecutor) -> _Chunk:
         """Mark the chunk in flight (committed), then put its requests on the pool."""
-        engine, spec = self.engine, self.spec
+        spec, per_request = self.spec, self.delivery.batch
         if self.options.event_transport == "stream":
-            requests = [chunk[i : i + STREAM_BATCH] for i in range(0, len(chunk), STREAM_BATCH)]
+            requests = [chunk[i : i + per_request] for i in range(0, len(chunk), per_request)]
         else:
             requests = [[event] for event in chunk]
         self.chunks += 1
@@ -210,18 +208,19 @@ class EventSender:
         if self.options.dry_run:
             return _Chunk(mark, requests, [])
         # The write-ahead mark: whatever happens next, the next run knows these were sent.
-        engine.warehouse.write_marks(
+        self.run.warehouse.write_marks(
             mark, spec, [(e.row.key_value, e.row.row_hash, e.sent) for e in chunk],
             IN_FLIGHT, Action.SEND.value, fresh=all(e.row.previous is None for e in chunk))
         return _Chunk(mark, requests, [pool.submit(self._send, events) for events in requests])
 
     def _send(self, events: list[_Event]) -> StripeWriteError | None:
         """One request; runs on the pool. The error, or None once Stripe acknowledged."""
-        gateway = self.engine.gateway
+        gateway = self.run.gateway
         assert gateway is not None
         try:
             if self.options.event_transport == "stream":
-                gateway.send_event_stream([stream_event(e.params) for e in events])
+                as_event = self.delivery.as_stream_event
+                gateway.send_event_stream([as_event(e.params) for e in events])
             else:
                 [event] = events
                 gateway.create(self.spec.object.service, event.params,
@@ -269,16 +268,16 @@ class EventSender:
         run, inside Stripe's de-duplication window: exact either way."""
         marks, self.acked = self.acked, []
         self.acked_since = time.monotonic()
-        self.engine.warehouse.acknowledge(self.run_id, self.spec, marks, Outcome.SENT.value,
+        self.run.warehouse.acknowledge(self.run_id, self.spec, marks, Outcome.SENT.value,
                                           Action.SEND.value)
 
     def _record_all(self, items: Sequence[tuple[DiffRow, RowPlan, Outcome, str | None]],
                     keep_in_flight: bool = False) -> None:
-        engine, spec = self.engine, self.spec
+        run, spec = self.run, self.spec
         persist: list[RowOutcome] = []
         for row, plan, outcome, error in items:
             self.done += 1
-            engine.tally(spec, self.result, row.key_value, plan, outcome, error)
+            run.tally(row.key_value, plan, outcome, error)
             if self.options.dry_run:
                 continue
             if row.status is DiffStatus.UNSYNCED and outcome is not Outcome.SENT:
@@ -293,7 +292,7 @@ class EventSender:
                 error=error,
             ))
         if persist:
-            engine.warehouse.write_outcomes(self.run_id, spec, persist)
+            run.warehouse.write_outcomes(self.run_id, spec, persist)
 
 
 def _base(row: DiffRow) -> RowPlan:

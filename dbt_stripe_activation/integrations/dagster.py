@@ -22,10 +22,12 @@ from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from ..api import common_options
 from ..context import RunRequest
+from ..cross_model import order_by_references
 from ..errors import ConfigError, SyncError
+from ..meta_block import parse_sync_spec
 from ..project import DbtModel, ProjectSettings, model_from_node, read_manifest_json
 from ..results import PROBLEM_OUTCOMES, ModelRun, RunResult, problem_lines
-from ..spec import SyncSpec, order_by_references, parse_sync_spec
+from ..spec import SyncSpec
 
 __all__ = ["build_stripe_sync_assets"]
 

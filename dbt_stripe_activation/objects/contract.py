@@ -18,6 +18,7 @@ from typing import Any
 # Objects' open maps of string values, keyed by the caller: `metadata.<key>` on most objects,
 # `payload.<key>` on a meter event. A key may itself contain dots.
 OPEN_MAPS = ("metadata", "payload")
+METADATA_PREFIX = "metadata."
 
 
 class ValueKind(str, Enum):
@@ -177,6 +178,18 @@ class RatePool:
 
 
 @dataclass(frozen=True)
+class EventDelivery:
+    """How an append object's rows reach Stripe, exactly once, when Stripe takes no
+    idempotency key but de-duplicates the key for a while: a row is sent again after a lost
+    answer only inside `resend_window_seconds`; the bulk transport takes `batch` events a
+    request, each shaped by `as_stream_event` from the object's create params."""
+
+    resend_window_seconds: int
+    batch: int
+    as_stream_event: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class ListedThrough:
     """Objects Stripe lists only under a parent (subscription items): the parent service is
     listed, each parent carries its children's first page in `children`, and the rest are
@@ -273,6 +286,8 @@ class ObjectSpec:
     rate_pool: RatePool | None = None
     group_limit: GroupLimit | None = None
     listed_through: ListedThrough | None = None
+    # Append objects: the ledger's resend window and the bulk transport (meter events).
+    delivery: EventDelivery | None = None
 
     @property
     def open_prefix(self) -> str:

@@ -21,10 +21,11 @@ from typing import Any
 
 from stripe.params.billing import MeterEventCreateParams
 
-from .base import catalogue_from_sdk
+from .catalogue import catalogue_from_sdk
 from .contract import (
     Behavior,
     CheckRequest,
+    EventDelivery,
     KeyLookup,
     KeySpec,
     ObjectSpec,
@@ -139,4 +140,6 @@ METER_EVENT = ObjectSpec(
         },
         source="docs.stripe.com/api/billing/meter-event; the SDK's meter_event_stream docs",
     ),
+    delivery=EventDelivery(resend_window_seconds=RESEND_WINDOW_SECONDS, batch=STREAM_BATCH,
+                           as_stream_event=stream_event),
 )

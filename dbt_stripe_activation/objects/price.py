@@ -15,7 +15,7 @@ from typing import Any
 
 from stripe.params import PriceCreateParams, PriceUpdateParams
 
-from .base import catalogue_from_sdk, sdk_required
+from .catalogue import catalogue_from_sdk, sdk_required
 from .contract import (
     METADATA_KEY,
     Behavior,

@@ -13,7 +13,7 @@ from typing import Any
 
 from stripe.params import ProductCreateParams, ProductUpdateParams
 
-from .base import catalogue_from_sdk
+from .catalogue import catalogue_from_sdk
 from .contract import (
     METADATA_KEY,
     CheckRequest,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from stripe.params import SubscriptionItemCreateParams, SubscriptionItemUpdateParams
 
-from .base import catalogue_from_sdk
+from .catalogue import catalogue_from_sdk
 from .contract import (
     METADATA_KEY,
     Behavior,

@@ -20,7 +20,7 @@ import pytest
 from dbt_stripe_activation import __version__, dbt_compat
 from dbt_stripe_activation.errors import LockHeldError, ProjectError, WarehouseError
 from dbt_stripe_activation.objects import OBJECT_SPECS
-from dbt_stripe_activation.objects.base import normalize_key
+from dbt_stripe_activation.objects.keys import normalize_key
 from dbt_stripe_activation.project import load_manifest
 from dbt_stripe_activation.spec import FieldMapping, SyncSpec
 from dbt_stripe_activation.warehouse import (

@@ -21,24 +21,16 @@ import pytest
 import stripe
 
 from dbt_stripe_activation.match import LookupStrategy, Matcher
-from dbt_stripe_activation.objects.base import (
-    FieldSpec,
-    ObjectSpec,
-    ValueKind,
-    build_params,
-    closest_field,
-    convert_value,
-    expand_for,
-    flatten_object,
-    normalize_key,
-    resolve_field,
-    validate_values,
-)
-from dbt_stripe_activation.objects.contract import Behavior
+from dbt_stripe_activation.meta_block import parse_sync_spec
+from dbt_stripe_activation.objects.catalogue import closest_field, resolve_field
+from dbt_stripe_activation.objects.contract import Behavior, FieldSpec, ObjectSpec, ValueKind
+from dbt_stripe_activation.objects.keys import normalize_key
+from dbt_stripe_activation.objects.params import build_params, expand_for, flatten_object
+from dbt_stripe_activation.objects.values import convert_value, validate_values
 from dbt_stripe_activation.planner import desired_values, plan_row
 from dbt_stripe_activation.project import DbtModel
 from dbt_stripe_activation.records import Action, DesiredRow, DiffRow, DiffStatus
-from dbt_stripe_activation.spec import SyncSpec, parse_sync_spec
+from dbt_stripe_activation.spec import SyncSpec
 from dbt_stripe_activation.stripe_api import StripeGateway, StripeSettings
 from stripe_emulator import EmulatorHandle, start_emulator
 

@@ -18,29 +18,29 @@ from dbt_stripe_activation.objects import (
     UnknownObjectError,
     get_object_spec,
 )
-from dbt_stripe_activation.objects.base import (
-    FieldSpec,
-    RowIssue,
-    ValueKind,
+from dbt_stripe_activation.objects.catalogue import (
     _docstrings,
-    build_params,
     closest_field,
-    convert_value,
-    expand_for,
-    flatten_object,
-    normalize_key,
     resolve_field,
     sdk_fields,
     sdk_required,
-    validate_values,
 )
-from dbt_stripe_activation.objects.contract import Behavior, KeyLookup
+from dbt_stripe_activation.objects.contract import (
+    Behavior,
+    FieldSpec,
+    KeyLookup,
+    RowIssue,
+    ValueKind,
+)
 from dbt_stripe_activation.objects.customer import CUSTOMER, EXCLUDED
+from dbt_stripe_activation.objects.keys import normalize_key
 from dbt_stripe_activation.objects.macro_registry import REGISTRY_PATH, render_registry_macro
 from dbt_stripe_activation.objects.meter_event import METER_EVENT
+from dbt_stripe_activation.objects.params import build_params, expand_for, flatten_object
 from dbt_stripe_activation.objects.price import PRICE
 from dbt_stripe_activation.objects.product import PRODUCT
 from dbt_stripe_activation.objects.subscription_item import SUBSCRIPTION_ITEM
+from dbt_stripe_activation.objects.values import convert_value, validate_values
 from dbt_stripe_activation.planner import plan_row
 from dbt_stripe_activation.records import Action
 from dbt_stripe_activation.stripe_api import StripeGateway, StripeSettings

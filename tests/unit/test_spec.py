@@ -6,17 +6,12 @@ from typing import Any
 
 import pytest
 
+from dbt_stripe_activation.cross_model import check_overlaps
 from dbt_stripe_activation.errors import ConfigError
+from dbt_stripe_activation.meta_block import parse_sync_spec, parse_sync_specs
 from dbt_stripe_activation.objects.customer import CUSTOMER
 from dbt_stripe_activation.project import DbtModel
-from dbt_stripe_activation.spec import (
-    Behavior,
-    FieldMapping,
-    NullPolicy,
-    check_overlaps,
-    parse_sync_spec,
-    parse_sync_specs,
-)
+from dbt_stripe_activation.spec import Behavior, FieldMapping, NullPolicy
 
 SKIP, CLEAR = NullPolicy.SKIP, NullPolicy.CLEAR
 
@@ -491,7 +486,7 @@ def test_different_keys_writing_the_same_fields_is_a_warning() -> None:
 
 
 def test_create_only_fields_that_are_ignored_on_existing_objects_warn() -> None:
-    from dbt_stripe_activation.spec import create_only_warnings
+    from dbt_stripe_activation.meta_block import create_only_warnings
 
     spec = parse_sync_spec(model(block(fields={"email": "email", "test_clock": "clock"})))
     assert create_only_warnings(spec) == [
