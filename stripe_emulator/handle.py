@@ -171,6 +171,24 @@ class EmulatorHandle:
         """Every subscription item, oldest first (as stored: `price` is the price id)."""
         return self._dump("subscription_items", account)
 
+    def invoices(
+        self, *, include_deleted: bool = False, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every invoice, oldest first, as the API shows it (lines, totals) plus
+        `emails_sent` (how many emails `send` would have sent for it)."""
+        return self._dump("invoices", account, include_deleted)
+
+    def invoice_items(
+        self, *, include_deleted: bool = False, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every invoice item, oldest first, pending ones (`invoice` null) included."""
+        return self._dump("invoiceitems", account, include_deleted)
+
+    def invoice_emails(self, invoice_id: str, *, account: str | None = None) -> int:
+        """How many times `POST /v1/invoices/{id}/send` emailed this invoice."""
+        sent = self._call("GET", _at("/_emulator/invoice_emails", account))["data"]
+        return int(sent.get(invoice_id, 0))
+
     def customers(
         self, *, include_deleted: bool = False, account: str | None = None
     ) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from ..clock import EmulatorClock
 from .balance import BalanceResource
 from .base import ObjectStore, Resource, ResourceContext
 from .customers import CustomersResource
+from .invoices import InvoiceItemsResource, InvoicesResource
 from .meter_event_stream import MeterEventSessionsResource, MeterEventStreamResource
 from .meter_events import MeterEventsResource
 from .meters import MetersResource
@@ -33,6 +34,8 @@ RESOURCE_TYPES: tuple[type[Resource], ...] = (
     MeterEventStreamResource,
     SubscriptionsResource,
     SubscriptionItemsResource,
+    InvoicesResource,
+    InvoiceItemsResource,
 )
 ENDPOINTS: tuple[str, ...] = tuple(e for cls in RESOURCE_TYPES for e in cls.endpoint_names())
 
@@ -57,6 +60,8 @@ __all__ = [
     "RESOURCE_TYPES",
     "BalanceResource",
     "CustomersResource",
+    "InvoiceItemsResource",
+    "InvoicesResource",
     "MeterEventSessionsResource",
     "MeterEventStreamResource",
     "MeterEventsResource",
