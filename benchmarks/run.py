@@ -28,6 +28,8 @@ from rich.table import Table
 from stripe_emulator import start_emulator
 
 from .connect import TARGET_FRACTION, scenario_f
+from .faults import TARGET_RATIO as FAULTS_RATIO
+from .faults import scenario_g
 from .project import REPO_ROOT, BenchError, BenchProject
 from .scenarios import (
     BenchConfig,
@@ -43,7 +45,7 @@ from .startup import TARGET_RATIO, scenario_e
 from .usage import scenario_d
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-SCENARIOS = ("naive", "a", "b", "c", "d", "e", "f")
+SCENARIOS = ("naive", "a", "b", "c", "d", "e", "f", "g")
 
 # name -> (comparison, bound, description); checked against the JSON's headline numbers.
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -62,6 +64,8 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "connect_fraction_of_limit": (">=", TARGET_FRACTION,
                                   f"(f) writes/s >= {TARGET_FRACTION} of 20 accounts' limits"),
     "connect_rerun_requests": ("<=", 0, "(f) a re-run makes 0 requests"),
+    "faults_over_floor": ("<=", FAULTS_RATIO, f"(g) under faults <= {FAULTS_RATIO:g}x the floor"),
+    "faults_duplicates": ("<=", 0, "(g) 0 duplicate customers"),
 }
 
 
@@ -121,6 +125,8 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "startup_ratio",
         "connect_fraction_of_limit",
         "connect_rerun_requests",
+        "faults_over_floor",
+        "faults_duplicates",
     ):
         out[name] = metrics.get(name)
     for name in (
@@ -153,6 +159,10 @@ def headline(metrics: dict[str, Any], quick: bool) -> dict[str, Any]:
         "startup_dbt_ls_seconds",
         "startup_sync_seconds",
         "startup_cpu_ratio",
+        "faults_seconds",
+        "faults_floor_seconds",
+        "faults_requests",
+        "faults_rate_limited",
     ):
         if name in metrics:
             out[name] = metrics[name]
@@ -482,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     run("d", lambda: scenario_d(cfg))  # its own emulators: limited, unlimited
     run("e", lambda: scenario_e(cfg))  # its own emulator: no latency, no limits
     run("f", lambda: scenario_f(cfg))  # its own emulator: 20 connected accounts
+    run("g", lambda: scenario_g(cfg))  # its own emulator, behind a faulty front
 
     seconds = time.perf_counter() - started
     summary = headline(metrics, cfg.quick)

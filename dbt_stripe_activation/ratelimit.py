@@ -12,7 +12,17 @@ time would take many seconds of 429s to come down, and a recovery sized to the d
 go straight back up. So each bucket counts the answers Stripe admitted in the last second:
 on a 429 the limit is about that count. The bucket learns it, paces just under it at once,
 recovers quickly only up to that pace, and probes above it slowly (benchmarks/RESULTS.md,
-usage (d)). Knows nothing of Stripe's objects or of dbt.
+usage (d)).
+
+Not every 429 is about the pace. A concurrency 429 (`global-concurrency`,
+`endpoint-concurrency`) or a `lock_timeout` says too many requests were in flight, or one
+object was busy, often because of the account's own application: it costs a retry, never the
+rate (the caller counts it as admitted: it passed the rate limiter). A rate 429 whose share of
+the answers stays the same after the pace was cut did not follow the pace either (an account
+shared with an application that hits the limit, an older API that names no reason): the cut
+is undone at once, and 429s at up to that share leave the rate alone while they last; a share
+above it for two seconds in a row is a limit again (benchmark (g)). Knows nothing of Stripe's
+objects or of dbt.
 """
 
 from __future__ import annotations
@@ -41,15 +51,27 @@ ADMITTED_WINDOW_SECONDS = 1.0
 # was admitted (a 10x default meets a sandbox limit within its first tenth of a second).
 FLOOD_MIN_REFUSED = 5
 FLOOD_SHARE = 0.1
+FLOOD_ADMITTED_AFTER = 0.25  # at most this many admitted after the first 429, per 429
+# A learned limit is on trial for the seconds after it: FLOOD_MIN_REFUSED 429s or more in a
+# second, at a share of the answers within TRIAL_BAND of the share that taught it although the
+# pace was cut, did not follow the pace (a real limit refuses a smaller share, or none, under it;
+# one that fell further, a larger one). The cut is undone.
+TRIAL_BAND = 2.0
+TRIAL_SECONDS = 2.0  # after the first second under the learned pace
+# 429s seen not to follow the pace: up to this much above their share, they cut nothing while
+# they keep coming, and are forgotten after NOISE_MEMORY_SECONDS without one.
+NOISE_TOLERANCE = 1.5
+NOISE_MARGIN = 0.05
+NOISE_MEMORY_SECONDS = 10.0
 
-# Stripe-Rate-Limited-Reason -> which bucket a 429 says is too fast. `resource-specific`
-# (one object or a special endpoint such as Search) is not about our pace: no rate change.
+# Stripe-Rate-Limited-Reason -> which bucket a 429 says is too fast. Concurrency reasons
+# (requests in flight) and `resource-specific` (one object or a special endpoint such as
+# Search) are not about our pace: no rate change.
 _REASON_SCOPE = {
     "global-rate": GLOBAL,
-    "global-concurrency": GLOBAL,
     "endpoint-rate": "endpoint",
-    "endpoint-concurrency": "endpoint",
 }
+CONCURRENCY_REASONS = frozenset({"global-concurrency", "endpoint-concurrency"})
 
 
 def scope_for_reason(reason: str | None) -> str | None:
@@ -60,6 +82,21 @@ def scope_for_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return GLOBAL
     return _REASON_SCOPE.get(reason.strip().lower())
+
+
+def is_concurrency(reason: str | None) -> bool:
+    """A 429 for requests in flight, not for their rate."""
+    return reason is not None and reason.strip().lower() in CONCURRENCY_REASONS
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """A learned limit not yet confirmed: what to undo if the 429s did not follow the pace."""
+
+    at: float
+    share: float  # of the answers in the second that taught it, refused
+    rate: float  # the pace before it
+    learned: float | None  # the limit known before it
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,10 @@ class _Bucket:
         self.active_since = now  # sending without a pause of a second since then
         self.last_reserved = now
         self.learned: float | None = None  # the limit Stripe showed, once it did
+        self.trial: _Trial | None = None
+        self.noise = 0.0  # share of the answers refused by 429s that did not follow the pace
+        self.noise_until = -math.inf
+        self.above_noise_at = -math.inf  # when a second's 429s last rose above that share
 
     def admit(self, now: float) -> None:
         self.admitted.append(now)
@@ -107,18 +148,69 @@ class _Bucket:
 
     def flood_measure(self, now: float) -> float | None:
         """What was admitted so far, when a bucket without a second of answers is refused
-        in a flood; None otherwise (a 429 or a few are jitter, not a measure)."""
+        in a flood; None otherwise (a 429 or a few are jitter, not a measure). A flood is
+        nearly every answer refused once the first was: a limit reached admits no more,
+        while 429s scattered among admitted answers are not about the pace."""
         self._forget(now)
         admitted, refused = len(self.admitted), len(self.refused)
-        if admitted and refused >= max(FLOOD_MIN_REFUSED, FLOOD_SHARE * admitted):
-            return admitted / ADMITTED_WINDOW_SECONDS
-        return None
+        if not admitted or refused < max(FLOOD_MIN_REFUSED, FLOOD_SHARE * admitted):
+            return None
+        first = self.refused[0]
+        if FLOOD_ADMITTED_AFTER * refused < sum(1 for at in self.admitted if at >= first):
+            return None
+        return admitted / ADMITTED_WINDOW_SECONDS
+
+    def refused_share(self, now: float) -> float:
+        """Of the answers of the last second, the share refused with a rate 429."""
+        self._forget(now)
+        refused = len(self.refused)
+        return refused / (len(self.admitted) + refused) if refused else 0.0
 
     def learn(self, limit: float, now: float) -> None:
-        """Pace just under the limit Stripe showed (never faster than the pace was)."""
+        """Pace just under the limit Stripe showed (never faster than the pace was), on trial."""
+        self.put_on_trial(now)
         self.learned = limit
         self.learned_at = now
         self.rate = max(self.floor, min(self.rate, limit) * LEARNED_PACE)
+
+    def put_on_trial(self, now: float) -> None:
+        """Before a cut: what to undo if its 429s turn out not to follow the pace. Cuts in a
+        row (a blind one, then what was learned) are one trial: undone to the pace before
+        the first."""
+        trial = self.trial
+        if trial is not None and now - trial.at <= ADMITTED_WINDOW_SECONDS + TRIAL_SECONDS:
+            rate, learned = trial.rate, trial.learned
+        else:
+            rate, learned = self.rate, self.learned
+        self.trial = _Trial(now, self.refused_share(now), rate, learned)
+
+    def within_noise(self, now: float) -> bool:
+        """A 429 at no more than the share already seen not to follow the pace (or among
+        too few to tell: a run's last requests)."""
+        if now >= self.noise_until:
+            return False
+        band = max(self.noise * NOISE_TOLERANCE, self.noise + NOISE_MARGIN)
+        if self.refused_share(now) > band and len(self.refused) >= FLOOD_MIN_REFUSED:
+            return False
+        self.noise_until = now + NOISE_MEMORY_SECONDS
+        return True
+
+    def acquitted(self, now: float) -> bool:
+        """The trial's verdict, once a second paced under the learned limit has passed: 429s
+        at about the share that taught it did not follow the pace. The cut is undone and
+        their share remembered as noise."""
+        trial = self.trial
+        if trial is None or not 0 <= now - trial.at - ADMITTED_WINDOW_SECONDS <= TRIAL_SECONDS:
+            return False
+        share = self.refused_share(now)
+        if (len(self.refused) < FLOOD_MIN_REFUSED
+                or not trial.share / TRIAL_BAND <= share <= trial.share * TRIAL_BAND):
+            return False
+        self.trial = None
+        self.learned = trial.learned
+        self.rate = max(self.rate, trial.rate)
+        self.noise, self.noise_until = share, now + NOISE_MEMORY_SECONDS
+        return True
 
     def admitted_rate(self, now: float) -> float | None:
         """Answers Stripe admitted over the last second; None unless the bucket has been
@@ -242,7 +334,7 @@ class RateLimiter:
         bucket.recovered_at = now
         learned = bucket.learned
         scale = bucket.ceiling if learned is None else learned
-        pace = min(bucket.ceiling, scale if learned is None else learned * LEARNED_PACE)
+        pace = bucket.ceiling if learned is None else min(bucket.ceiling, learned * LEARNED_PACE)
         if bucket.rate < pace:  # the quick step, 10% of the limit a second
             per_second = self._recovery or max(0.5, 0.1 * scale)
             gained = min(pace - bucket.rate, elapsed * per_second)
@@ -331,14 +423,17 @@ class RateLimiter:
     def on_rate_limited(
         self, endpoint: str, reason: str | None, account: str | None = None
     ) -> str | None:
-        """Multiplicative decrease for the scope a 429 names; the bucket cut, or None.
+        """Multiplicative decrease for the scope a 429 names; the bucket charged, or None
+        (a concurrency or resource 429: the caller counts it as admitted).
 
         One cut per `decrease_cooldown_seconds` and bucket: the requests already in flight when
         the limit was hit answer 429 together, and are one congestion signal, not many. With a
         second of answers counted, the limit is about what Stripe admitted in it (a refusal
         means that second was full): the bucket learns it and paces just under it at once,
         however far above it the pace was. Before that, a flood of refusals after a blind cut
-        says the same of what was admitted so far.
+        says the same of what was admitted so far. A learned limit is on trial: 429s that keep
+        their share under the lower pace undo it (see `_Bucket.acquitted`), and while 429s
+        come at no more than that share they cut nothing and do not hold back the recovery.
         """
         scope = scope_for_reason(reason)
         if scope is None:
@@ -349,14 +444,23 @@ class RateLimiter:
             now = self._clock()
             bucket = self._bucket(key)
             self._recover(bucket, now)
+            bucket.refuse(now)
+            if bucket.within_noise(now):
+                return key
             bucket.last_limited = now
             bucket.recovered_at = now
-            bucket.refuse(now)
             if now - bucket.last_decrease >= self._cooldown:
                 admitted = bucket.admitted_rate(now)
-                if admitted:
+                if admitted and bucket.acquitted(now):
+                    pass  # the pace was not their cause: the cut is undone, nothing learned
+                elif admitted and now < bucket.noise_until and (
+                        now - bucket.above_noise_at > 2 * self._cooldown):
+                    # Above the known noise for the first second: a limit if it lasts.
+                    bucket.above_noise_at = now
+                elif admitted:
                     bucket.learn(admitted, now)
                 else:  # no second of answers: no measure, a blind cut
+                    bucket.put_on_trial(now)
                     bucket.rate = max(bucket.floor, bucket.rate * self._decrease)
                 bucket.last_decrease = now
             elif bucket.learned_at < bucket.last_decrease:

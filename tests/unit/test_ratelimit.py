@@ -11,7 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
-from dbt_stripe_activation.ratelimit import GLOBAL, LEARNED_PACE, RateLimiter, scope_for_reason
+from dbt_stripe_activation.ratelimit import (
+    GLOBAL,
+    LEARNED_PACE,
+    RateLimiter,
+    is_concurrency,
+    scope_for_reason,
+)
 
 EPS = 1e-9  # float sums of 1/rate land a hair under whole seconds
 CREATE = "POST /v1/customers"
@@ -341,10 +347,10 @@ def test_a_pace_cut_below_the_learned_limit_recovers_to_it_at_the_quick_step() -
     ("reason", "cut"),
     [
         ("global-rate", GLOBAL),
-        ("global-concurrency", GLOBAL),
+        ("global-concurrency", None),  # requests in flight, not their rate (was GLOBAL)
         (None, GLOBAL),
         ("endpoint-rate", UPDATE),
-        ("endpoint-concurrency", UPDATE),
+        ("endpoint-concurrency", None),  # (was UPDATE)
         ("Endpoint-Rate", UPDATE),
         ("resource-specific", None),
     ],
@@ -364,9 +370,111 @@ def test_the_reason_header_names_the_bucket_that_is_cut(
 def test_scope_for_reason() -> None:
     assert scope_for_reason("global-rate") == GLOBAL
     assert scope_for_reason("") == GLOBAL
-    assert scope_for_reason("endpoint-concurrency") == "endpoint"
+    assert scope_for_reason("endpoint-rate") == "endpoint"
+    assert scope_for_reason("endpoint-concurrency") is None  # was "endpoint"
     assert scope_for_reason("resource-specific") is None
     assert scope_for_reason("something-new") is None
+    assert is_concurrency("global-concurrency") and is_concurrency(" Endpoint-Concurrency")
+    assert not is_concurrency("global-rate") and not is_concurrency(None)
+
+
+# -- 429s that follow the pace, and 429s that do not ---------------------------------------
+
+
+def run_against(
+    lim: RateLimiter, clock: FakeClock, seconds: float, refuse: Callable[[float, int], bool],
+    reason: str | None = None,
+) -> list[tuple[float, bool]]:
+    """Send as fast as the limiter allows for `seconds`, each request answered at once:
+    `refuse(sent_at, n)` says which are 429s (with `reason`). (sent at, refused) each."""
+    sent: list[tuple[float, bool]] = []
+    end = clock() + seconds
+    while clock() < end:
+        lim.acquire(CREATE)
+        now = clock()
+        refused = refuse(now, len(sent))
+        if refused:
+            lim.on_rate_limited(CREATE, reason)
+        else:
+            lim.on_admitted(CREATE)
+        sent.append((now, refused))
+    return sent
+
+
+def thirty_percent(_at: float, n: int) -> bool:
+    """Three requests in ten refused, whatever the pace (a shared account, another app)."""
+    return n % 10 in (2, 5, 8)
+
+
+def admitting(limit: int) -> Callable[[float, int], bool]:
+    """A sliding one-second window of `limit` requests (refusals not counted), as Stripe's."""
+    window: list[float] = []
+
+    def refuse(at: float, _n: int) -> bool:
+        window[:] = [t for t in window if t > at - 1.0]
+        if len(window) >= limit:
+            return True
+        window.append(at)
+        return False
+
+    return refuse
+
+
+def last_seconds(sent: list[tuple[float, bool]], seconds: float) -> int:
+    end = sent[-1][0]
+    return sum(1 for at, _ in sent if at > end - seconds)
+
+
+@pytest.mark.parametrize("reason", [None, "global-rate"])
+def test_429s_at_the_same_share_whatever_the_pace_do_not_hold_the_rate_down(
+    reason: str | None,
+) -> None:
+    # 30% of the answers are rate 429s whatever the pace (issue 21: the account's own
+    # application, or an older API that names no reason). Each cut is learned from what was
+    # admitted, then undone when the share stays the same under the lower pace: before, every
+    # second took the pace to 0.7 * 0.98 of itself, down to the floor of 1 request a second.
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 16, clock=clock, sleep=clock.sleep)
+    sent = run_against(lim, clock, 20.0, thirty_percent, reason)
+    assert lim.rate() >= 90
+    assert lim.state().learned is None
+    assert last_seconds(sent, 10.0) >= 0.9 * 100 * 10
+
+
+def test_concurrency_429s_never_touch_the_rate() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 16, clock=clock, sleep=clock.sleep)
+    sent = run_against(lim, clock, 5.0, thirty_percent, "global-concurrency")
+    assert (lim.rate(), lim.rate(CREATE), lim.state().learned) == (100, 100, None)
+    assert last_seconds(sent, 4.0) >= 4 * 100 - 1
+
+
+def test_a_real_limit_is_learned_within_a_second_and_kept() -> None:
+    # A default twice the account's limit: learned from the first flood, and not undone,
+    # since under the learned pace the 429s stop.
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 16, clock=clock, sleep=clock.sleep)
+    run_against(lim, clock, 1.0, admitting(50))
+    learned = lim.state().learned
+    assert learned is not None and 45 <= learned <= 50
+    sent = run_against(lim, clock, 10.0, admitting(50))
+    assert lim.state().learned == pytest.approx(learned)
+    assert lim.rate() <= 50
+    assert sum(refused for at, refused in sent if at > sent[-1][0] - 5) <= 2
+
+
+def test_a_real_limit_under_429s_that_do_not_follow_the_pace_is_still_learned() -> None:
+    # Once 30% of 429s are known not to follow the pace, a limit that refuses far more than
+    # that share (the account's application takes most of it) is learned at once.
+    clock = FakeClock()
+    lim = RateLimiter(100, 100, 16, clock=clock, sleep=clock.sleep)
+    run_against(lim, clock, 10.0, thirty_percent)
+    assert lim.rate() >= 90
+    window = admitting(30)
+    run_against(lim, clock, 3.0, lambda at, n: window(at, n) or thirty_percent(at, n))
+    learned = lim.state().learned
+    assert learned is not None and learned <= 30
+    assert lim.rate() <= 30
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
