@@ -102,12 +102,13 @@ def account(n: int) -> list[dict[str, Any]]:
             for i, params in enumerate(held)]
 
 
-def big_model_sql() -> str:
+def big_model_sql(target: str = "duckdb") -> str:
     """The (c) model: `bench_rows` rows; `bench_changed_pct` percent of them renamed.
 
-    The same shape as `rows()`; DuckDB generates it, dbt materializes it as a table.
+    The same shape as `rows()`; the warehouse generates it (DuckDB's range(), PostgreSQL's
+    generate_series()), dbt materializes it as a table.
     """
-    return """
+    sql = """
 select
     'c' || lpad(cast(i as varchar), 7, '0') as customer_id,
     'user' || cast(i as varchar) || '@example.com' as email,
@@ -118,3 +119,7 @@ select
     case i % 2 when 0 then 'free' else 'pro' end as plan
 from range({{ var('bench_rows', 1000) }}) as t(i)
 """.lstrip()
+    if target == "postgres":
+        sql = sql.replace("from range({{ var('bench_rows', 1000) }}) as t(i)",
+                          "from generate_series(0, {{ var('bench_rows', 1000) }} - 1) as t(i)")
+    return sql

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +79,22 @@ class BenchProject(DbtProject):
     name: str = PROJECT_NAME
 
     @classmethod
-    def create(cls, root: Path, schema: str = "bench") -> BenchProject:
-        """An empty project in `root`: a DuckDB profile, this repo as a local package."""
-        write_project(root, PROJECT_NAME, "duckdb", {"duckdb": env_outputs()["duckdb"]})
-        return cls(root=root, schema=schema)
+    def create(cls, root: Path, schema: str = "bench", target: str = "duckdb") -> BenchProject:
+        """An empty project in `root`: a DuckDB profile (or the test PostgreSQL server's,
+        in a schema of its own), this repo as a local package."""
+        if target == "postgres" and schema == "bench":
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+        write_project(root, PROJECT_NAME, target, {target: env_outputs()[target]})
+        return cls(root=root, schema=schema, target=target)
+
+    def drop_postgres_schemas(self) -> None:
+        """The model's schema and its bookkeeping schema, on the test server."""
+        import psycopg2
+
+        with psycopg2.connect(host="127.0.0.1", port=5432, user="postgres",
+                              dbname="test") as con, con.cursor() as cur:
+            for schema in (self.schema, f"{self.schema}_stripe_activation"):
+                cur.execute(f'drop schema if exists "{schema}" cascade')
 
     def dbt(self, *args: str, check: bool = True, timeout: float = 600) -> CliResult:
         """`dbt ARGS` (after `dbt deps`, the first time)."""

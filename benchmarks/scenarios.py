@@ -3,7 +3,9 @@
   naive  the baseline loop on a sample of the (a) rows, extrapolated to all of them
   a      first sync of N rows into an account of N customers, half of them matching
   b      re-sync: nothing changed, then 1% of the rows changed
-  c      a 1M-row model with 1% changed: `dbt-stripe-sync plan`, warehouse side only
+  c      a 1M-row model with 1% changed: `dbt-stripe-sync plan`, warehouse side only; the
+         same at 10M rows (full size only), memory and time against the 1M plan's
+  g      a first plan of 1M new customers (no state), on DuckDB and on PostgreSQL: rows/s
 
 Every scenario checks the outcome it measures (counts, what Stripe holds) and raises
 BenchError when the tool did something else: a fast wrong answer is not a result.
@@ -39,6 +41,8 @@ class BenchConfig:
     rows: int  # (a), (b)
     naive_sample: int  # rows the naive loop really runs, extrapolated to `rows`
     big_rows: int  # (c)
+    huge_rows: int  # (c) at scale: the same plan, memory within 1.15x (0: not run)
+    first_rows: int  # (h) first plan of new rows, per warehouse
     workdir: Path
     latency_ms: tuple[int, int] = (100, 300)
     rate_limit: float = 25.0  # Stripe test mode, global
@@ -52,8 +56,10 @@ class BenchConfig:
     @classmethod
     def make(cls, quick: bool, workdir: Path) -> BenchConfig:
         if quick:
-            return cls(quick=True, rows=500, naive_sample=40, big_rows=100_000, workdir=workdir)
-        return cls(quick=False, rows=5000, naive_sample=1000, big_rows=1_000_000, workdir=workdir)
+            return cls(quick=True, rows=500, naive_sample=40, big_rows=100_000, huge_rows=0,
+                       first_rows=100_000, workdir=workdir)
+        return cls(quick=False, rows=5000, naive_sample=1000, big_rows=1_000_000,
+                   huge_rows=10_000_000, first_rows=1_000_000, workdir=workdir)
 
     def emulator_config(self) -> dict[str, Any]:
         return {
@@ -309,12 +315,15 @@ def scenario_b(cfg: BenchConfig, emulator: EmulatorHandle, project: BenchProject
 # -- (c) 1M rows, warehouse side --------------------------------------------------------------
 
 
-def prepare_big_project(cfg: BenchConfig) -> BenchProject:
-    root = cfg.workdir / "big"
+def prepare_big_project(cfg: BenchConfig, rows: int | None = None, name: str = "big",
+                        target: str = "duckdb") -> BenchProject:
+    root = cfg.workdir / name
     shutil.rmtree(root, ignore_errors=True)
-    project = BenchProject.create(root)
-    project.write_model(BIG_MODEL, data.big_model_sql(), sync=data.SYNC)
-    project.dbt("run", "--vars", f"{{bench_rows: {cfg.big_rows}, bench_changed_pct: 0}}")
+    project = BenchProject.create(root, target=target)
+    project.write_model(BIG_MODEL, data.big_model_sql(target), sync=data.SYNC)
+    rows = cfg.big_rows if rows is None else rows
+    project.dbt("run", "--vars", f"{{bench_rows: {rows}, bench_changed_pct: 0}}",
+                timeout=1800)
     return project
 
 
@@ -336,35 +345,99 @@ def write_synced_state(project: BenchProject) -> float:
     return time.perf_counter() - started
 
 
-def scenario_c(cfg: BenchConfig, emulator: EmulatorHandle) -> Result:
-    result = Result()
-    log(f"(c) building the {cfg.big_rows:,}-row model")
-    project = prepare_big_project(cfg)
+def _plan_changed(cfg: BenchConfig, emulator: EmulatorHandle, rows: int, name: str
+                  ) -> tuple[CliRun, float]:
+    """A model of `rows` with the state a first sync left, then 1% renamed: the plan run."""
+    log(f"(c) building the {rows:,}-row model")
+    project = prepare_big_project(cfg, rows, name)
     log("(c) writing the sync state as a first sync would have")
     state_seconds = write_synced_state(project)
-    changed = cfg.big_rows // 100
-    project.dbt("run", "--vars", f"{{bench_rows: {cfg.big_rows}, bench_changed_pct: 1}}")
+    changed = rows // 100
+    project.dbt("run", "--vars", f"{{bench_rows: {rows}, bench_changed_pct: 1}}",
+                timeout=1800)
     emulator.reset()
-    log(f"(c) dbt-stripe-sync plan with {changed:,} of {cfg.big_rows:,} rows changed")
-    run = project.sync_cli("plan", stripe_url=emulator.url)
-    _check_cli(run, "(c) plan")
+    log(f"(c) dbt-stripe-sync plan with {changed:,} of {rows:,} rows changed")
+    run = project.sync_cli("plan", stripe_url=emulator.url, timeout=3600)
+    _check_cli(run, f"(c) plan of {rows:,} rows")
     _check_counts(
         run.model(BIG_MODEL),
-        "(c) plan",
+        f"(c) plan of {rows:,} rows",
         updated=changed,
-        unchanged=cfg.big_rows - changed,
+        unchanged=rows - changed,
         created=0,
         rejected=0,
         failed=0,
     )
+    requests = emulator.stats()["requests_total"]
+    if requests:
+        raise BenchError(f"(c) plan of {rows:,} rows made {requests} Stripe requests")
+    return run, state_seconds
+
+
+def scenario_c(cfg: BenchConfig, emulator: EmulatorHandle) -> Result:
+    result = Result()
+    run, state_seconds = _plan_changed(cfg, emulator, cfg.big_rows, "big")
     result.metrics.update(
         big_rows=cfg.big_rows,
-        big_changed_rows=changed,
+        big_changed_rows=cfg.big_rows // 100,
         plan_seconds_1m=round(run.seconds, 2),
         plan_cpu_seconds_1m=round(run.cpu_seconds, 2),
         plan_engine_seconds_1m=run.model(BIG_MODEL).get("seconds"),
         peak_rss_mb_1m=round(run.peak_rss_mb, 1),
-        stripe_requests_plan_1m=emulator.stats()["requests_total"],
+        stripe_requests_plan_1m=0,
         state_setup_seconds_1m=round(state_seconds, 1),
     )
+    if cfg.huge_rows:
+        shutil.rmtree(cfg.workdir / "big", ignore_errors=True)  # 10M rows: disk, not memory
+        huge, huge_state_seconds = _plan_changed(cfg, emulator, cfg.huge_rows, "huge")
+        shutil.rmtree(cfg.workdir / "huge", ignore_errors=True)
+        result.metrics.update(
+            huge_rows=cfg.huge_rows,
+            plan_seconds_10m=round(huge.seconds, 2),
+            plan_cpu_seconds_10m=round(huge.cpu_seconds, 2),
+            peak_rss_mb_10m=round(huge.peak_rss_mb, 1),
+            plan_rss_ratio_10m=round(huge.peak_rss_mb / run.peak_rss_mb, 3),
+            plan_time_ratio_10m=round(huge.seconds / run.seconds, 2),
+            state_setup_seconds_10m=round(huge_state_seconds, 1),
+        )
+    return result
+
+
+# -- (h) first plan of new rows, per warehouse -------------------------------------------------
+
+
+def _postgres_up() -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", 5432)) == 0
+
+
+def scenario_h(cfg: BenchConfig, emulator: EmulatorHandle) -> Result:
+    """`dbt-stripe-sync plan` of a model of new customers (no sync state) into an empty
+    account: one listing request, every row a create. Rows/s over the whole command."""
+    result = Result()
+    n = cfg.first_rows
+    for target in ("duckdb", "postgres"):
+        if target == "postgres" and not _postgres_up():
+            result.notes.append("(h) PostgreSQL: no server on 127.0.0.1:5432, not measured")
+            continue
+        log(f"(h) first plan of {n:,} new customers on {target}")
+        project = prepare_big_project(cfg, n, f"first_{target}", target)
+        emulator.reset()
+        run = project.sync_cli("plan", stripe_url=emulator.url, timeout=3600)
+        _check_cli(run, f"(h) first plan on {target}")
+        _check_counts(run.model(BIG_MODEL), f"(h) first plan on {target}", created=n,
+                      updated=0, unchanged=0, rejected=0, failed=0)
+        result.metrics.update({
+            f"first_plan_seconds_{target}": round(run.seconds, 2),
+            f"first_plan_cpu_seconds_{target}": round(run.cpu_seconds, 2),
+            f"first_plan_rows_per_s_{target}": round(n / run.seconds),
+            f"first_plan_peak_rss_mb_{target}": round(run.peak_rss_mb, 1),
+        })
+        if target == "postgres":
+            project.drop_postgres_schemas()
+        shutil.rmtree(project.root, ignore_errors=True)
+    result.metrics["first_rows"] = n
     return result

@@ -129,6 +129,15 @@ class Matcher:
         raw = flatten_object(obj, [self.spec.key.field])[self.spec.key.field]
         return normalize_key(raw, casefold=self.spec.key.casefold)
 
+    def answers_offline(self, desired: DesiredRow) -> bool:
+        """Whether `match` answers this row without a request: from the state, or from an
+        index already listed (a plan then runs the row inline, not on a worker)."""
+        previous = desired.row.previous
+        if (self.use_state and previous is not None and previous.stripe_id
+                and previous.outcome != Outcome.DELETED.value):
+            return True
+        return self._use_index and desired.row.account in self._indexes
+
     def match(self, desired: DesiredRow, *, ignore_state: bool = False) -> Match:
         row = desired.row
         previous = row.previous

@@ -22,12 +22,15 @@
     resolved ids are part of the row hash: a row whose reference resolves differently is
     planned again. -#}
 
-{% macro diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
+{#- keep_state_rows: _sa_classified also has one row per state row whose key the model lacks
+    (its model columns and _sa_rows_per_key null): the counts take the removed keys from the
+    same join, so the model is read once, never held whole for a second look. -#}
+{% macro diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}, keep_state_rows=false) %}
   {{ return(adapter.dispatch('diff_ctes', 'stripe_activation')(
-      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope)) }}
+      relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope, keep_state_rows)) }}
 {% endmacro %}
 
-{% macro default__diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
+{% macro default__diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}, keep_state_rows=false) %}
   {%- set quoted = [] -%}
   {%- for column in columns -%}
     {%- do quoted.append(stripe_activation.quote_identifier(column)) -%}
@@ -66,9 +69,23 @@ _sa_model as (
         and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
     {%- endfor %}
 ),
+{#- Keys shared by several rows, from a second read of the key column alone: a window over
+    the model would hold every row's columns at once (a 10M-row model outgrew DuckDB's cap). #}
+_sa_shared as (
+    select _sa_key, count(*) as _sa_rows_per_key
+    from (
+        select {{ key_sql }} as _sa_key
+        from {{ relation_name }}
+        where {{ stripe_activation.source_in_scope(scope) }}
+    ) as _sa_keys
+    where _sa_key is not null
+    group by _sa_key
+    having count(*) > 1
+),
 _sa_counted as (
-    select _sa_model.*, count(*) over (partition by _sa_key) as _sa_rows_per_key
+    select _sa_model.*, coalesce(_sa_shared._sa_rows_per_key, 1) as _sa_rows_per_key
     from _sa_model
+    left join _sa_shared on _sa_shared._sa_key = _sa_model._sa_key
 ),
 _sa_state as (
     select key_value, stripe_id, row_hash, synced_values, last_outcome, last_error, synced_at
@@ -97,7 +114,7 @@ _sa_classified as (
             else 'unchanged'
         end as _sa_status
     from _sa_counted
-    left join _sa_state on _sa_state.key_value = _sa_counted._sa_key
+    {{ 'full outer' if keep_state_rows else 'left' }} join _sa_state on _sa_state.key_value = _sa_counted._sa_key
 )
   {%- endset -%}
   {{ return(sql) }}
@@ -155,25 +172,17 @@ order by {{ dbt.hash('_sa_key') }}
 
 {% macro default__diff_counts_sql(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references=[], scope={}) %}
   {%- set sql -%}
-{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope) }},
-_sa_model_keys as (
-    select distinct _sa_key from _sa_model where _sa_key is not null
-)
+{{ stripe_activation.diff_ctes(relation_name, columns, key_column, casefold, model_unique_id, fingerprint, references, scope, keep_state_rows=true) }}
+{#- A model row has a count of the rows sharing its key; a state row the model lacks has none. #}
 select
-    count(*) as _sa_total,
-    sum(case when _sa_status = 'new' then 1 else 0 end) as _sa_new,
+    sum(case when _sa_rows_per_key is null then 0 else 1 end) as _sa_total,
+    sum(case when _sa_status = 'new' and _sa_rows_per_key is not null then 1 else 0 end) as _sa_new,
     sum(case when _sa_status = 'changed' then 1 else 0 end) as _sa_changed,
     sum(case when _sa_status = 'unchanged' then 1 else 0 end) as _sa_unchanged,
     sum(case when _sa_status = 'retry' then 1 else 0 end) as _sa_retry,
-    sum(case when _sa_status = 'invalid_key' then 1 else 0 end) as _sa_invalid_key,
+    sum(case when _sa_status = 'invalid_key' and _sa_rows_per_key is not null then 1 else 0 end) as _sa_invalid_key,
     sum(case when _sa_status = 'unsynced' then 1 else 0 end) as _sa_unsynced,
-    (
-        select count(*) from _sa_state
-        where {{ stripe_activation.not_removed('_sa_state') }}
-          and not exists (
-            select 1 from _sa_model_keys where _sa_model_keys._sa_key = _sa_state.key_value
-        )
-    ) as _sa_removed
+    sum(case when _sa_rows_per_key is null and {{ stripe_activation.not_removed('_sa_classified', column='_sa_last_outcome') }} then 1 else 0 end) as _sa_removed
 from _sa_classified
   {%- endset -%}
   {{ return(sql) }}
@@ -210,10 +219,10 @@ limit {{ limit | int }}
 
 {#- The condition that a state row's object was not removed by on_removed (archived or
     deleted: `outcomes` narrows it). -#}
-{% macro not_removed(alias, outcomes=['archived', 'deleted']) %}
+{% macro not_removed(alias, outcomes=['archived', 'deleted'], column='last_outcome') %}
   {%- set quoted = [] -%}
   {%- for o in outcomes -%}{%- do quoted.append(stripe_activation.string_literal(o)) -%}{%- endfor -%}
-  {{- 'coalesce(' ~ alias ~ ".last_outcome, '') not in (" ~ quoted | join(', ') ~ ')' -}}
+  {{- 'coalesce(' ~ alias ~ '.' ~ column ~ ", '') not in (" ~ quoted | join(', ') ~ ')' -}}
 {% endmacro %}
 
 

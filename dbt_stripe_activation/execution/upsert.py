@@ -85,8 +85,16 @@ class UpsertExecutor:
                         if pool.aborted.is_set():
                             break
                         prepared = self._prepare(row)
-                        if prepared is not None:
-                            pool.submit(self._work, matcher, prepared, pool.aborted)
+                        if prepared is None:
+                            continue
+                        if opts.dry_run and matcher.answers_offline(prepared):
+                            # No request to wait for: a worker would only add a future, a
+                            # callback and a queue hop per row (a first plan of a million).
+                            finished(self._work(matcher, prepared, pool.aborted))
+                            if self.done % 10_000 == 0:
+                                run.progress(self.done, to_plan)
+                            continue
+                        pool.submit(self._work, matcher, prepared, pool.aborted)
                         run.writer.maybe_flush()
                     if pool.aborted.is_set():
                         break
@@ -229,7 +237,7 @@ class UpsertExecutor:
             reason = f"Stripe: {unread}"
             return desired.row, skipped(desired.row, reason), \
                 Outcome.FAILED if unread.retryable else Outcome.REJECTED, reason
-        plan = plan_row(spec, desired, match)
+        plan = plan_row(spec, desired, match, keys=not self.options.dry_run)
         if self.options.dry_run or plan.action not in _WRITES:
             return desired.row, plan, OUTCOME_OF_ACTION[plan.action], plan.reason
         waiting = self._over_group_limit(plan)
