@@ -335,6 +335,8 @@ def run_sync(common: CommonOptions, request: RunRequest) -> RunResult:
                     error = f"{spec.model.name}: {result.error}"
                     if isinstance(result.exception, (StripeConnectionError, WarehouseError)):
                         break  # a refused key or a lost warehouse fails every model
+        for notice in gateway.take_notices():  # a server unlike Stripe: said once
+            report.warn(notice, common.output)
     code = report.exit_code(results, request.max_failed_pct)
     if refused:  # plan: shows the removals, and fails as the sync would
         code, error = report.EXIT_ERROR, "\n".join([*refused, *([error] if error else [])])

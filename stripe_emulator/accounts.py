@@ -19,7 +19,7 @@ from typing import Any
 from .clock import EmulatorClock
 from .faults import RateLimiter
 from .idempotency import IdempotencyStore
-from .resources import Resource, build_resources
+from .resources import ListQuirks, Resource, build_resources
 from .routing import Router
 from .stats import Stats
 
@@ -125,8 +125,10 @@ class Accounts:
         seed: int | None,
         search_delay: Callable[[], float],
         clock: EmulatorClock,
+        list_quirks: Callable[[], ListQuirks] = ListQuirks,
     ) -> None:
         self._search_delay = search_delay
+        self._list_quirks = list_quirks
         self._clock = clock
         self._lock = threading.Lock()
         self._connected: dict[str, Account] = {}
@@ -136,6 +138,7 @@ class Accounts:
         resources = build_resources(
             seed=account_seed(seed, account_id, connected),
             search_delay=self._search_delay,
+            list_quirks=self._list_quirks,
             clock=self._clock,
         )
         return Account(

@@ -50,6 +50,10 @@ class EmulatorConfig:
     slow_response_seconds: float = 0.0
     search_delay_seconds: float = 1.0  # search sees a write only this long after it
     should_retry_on_rate_limit: bool = True  # send Stripe-Should-Retry: true on rate limits
+    # Other fake servers' list quirks, to test a client against them: localstripe lists
+    # oldest first and answers `400 Unexpected created` to the `created` filter.
+    list_order: str = "newest_first"  # or "oldest_first"
+    refuse_created_filter: bool = False
     # Endpoints with their own pool (meter events, the meter event stream) are not counted by
     # `rate_limit` (Stripe's live-mode pools); True counts them too, as Stripe's usage-billing
     # guide says of test mode and sandboxes ("count toward the basic limit").
@@ -83,6 +87,9 @@ class EmulatorConfig:
                 raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
             if value <= 0:
                 raise ValueError(f"endpoint_rate_limits[{endpoint!r}] must be positive")
+        if self.list_order not in ("newest_first", "oldest_first"):
+            raise ValueError(f"list_order must be newest_first or oldest_first, not "
+                             f"{self.list_order!r}")
         if self.rate_limit_algorithm not in ("sliding_window", "token_bucket"):
             raise ValueError("rate_limit_algorithm must be sliding_window or token_bucket")
         if self.concurrency_limit is not None and self.concurrency_limit < 1:

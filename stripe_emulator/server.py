@@ -36,7 +36,7 @@ from .errors import ApiError
 from .faults import FaultDraws, FaultPlanner
 from .forms import canonical, decode
 from .idempotency import SavedResponse
-from .resources import Resource
+from .resources import ListQuirks, Resource
 from .routing import Route, Router
 from .stats import Stats
 
@@ -68,6 +68,8 @@ class EmulatorState:
             seed=config.seed,
             search_delay=lambda: self.config.search_delay_seconds,
             clock=self.clock,
+            list_quirks=lambda: ListQuirks(oldest_first=self.config.list_order == "oldest_first",
+                                           refuses_created=self.config.refuse_created_filter),
         )
         self.accounts.ensure(config.accounts, config.seed)
         self.planner = FaultPlanner()

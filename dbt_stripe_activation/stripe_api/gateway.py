@@ -114,6 +114,9 @@ class StripeGateway:
         self._object_locks: dict[str, list[Any]] = {}
         self._object_locks_guard = threading.Lock()
         self._events = self._event_stream()
+        # What the server does unlike Stripe, for the run's warnings; shared by the account
+        # views (copy.copy keeps the same list).
+        self._notices: list[str] = []
 
     def for_account(self, account: str | None) -> StripeGateway:
         """The gateway acting for a connected account (`Stripe-Account`; None: the platform):
@@ -136,6 +139,19 @@ class StripeGateway:
     def _event_stream(self) -> MeterEventStream:
         return MeterEventStream(self._client, self._http, self.settings, self._retry,
                                 lambda exc, what: self._error(exc, StripeWriteError, what))
+
+    def take_notices(self) -> list[str]:
+        """What the server did unlike Stripe since the last call, each once."""
+        with self._accounts_guard:
+            found, self._notices[:] = list(dict.fromkeys(self._notices)), []
+        return found
+
+    def _notice(self, what: str) -> None:
+        with self._accounts_guard:
+            self._notices.append(
+                f"the server at {self.settings.resolved_api_base} {what}: its objects were "
+                "listed one page after another, which is slower (Stripe lists newest first "
+                "and filters on `created`, which lets a sync list in parallel)")
 
     @property
     def stats(self) -> RequestStats:
@@ -196,7 +212,7 @@ class StripeGateway:
         parallel by `created` ranges (listing.parallel_pages)."""
         if workers <= 1:
             return self._pages(service_name, {})
-        return iter(parallel_pages(self._page_reader(service_name), workers))
+        return iter(parallel_pages(self._page_reader(service_name), workers, self._notice))
 
     def iter_children(
         self, parent_service: str, children: str, child_service: str, parent_filter: str,

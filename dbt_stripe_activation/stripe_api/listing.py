@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
+from .errors import StripeReadError
+
 PAGE_SIZE = 100  # Stripe's largest page: one read per 100 objects
 # Pieces of a parallel listing hold about this many pages each (by the first page's density).
 _PAGES_PER_PIECE = 4
@@ -33,7 +35,8 @@ def pages(read_page: ReadPage, params: Mapping[str, Any]) -> Iterator[dict[str, 
         starting_after = items[-1]["id"]
 
 
-def parallel_pages(read_page: ReadPage, workers: int) -> list[dict[str, Any]]:
+def parallel_pages(read_page: ReadPage, workers: int,
+                   notice: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
     """Every object, listed by up to `workers` requests at once.
 
     Stripe lists newest first and filters on `created`; nothing says in advance how the
@@ -45,9 +48,15 @@ def parallel_pages(read_page: ReadPage, workers: int) -> list[dict[str, Any]]:
     Boundaries are inclusive on both sides and objects are kept by id, so none is lost or
     counted twice, whatever order a page comes in. Reads: about ceil(N/100), plus one per
     piece.
+
+    What it assumes is checked on the pages it reads, since other servers (localstripe,
+    which many teams run in CI) do not behave so: a first page that is not newest first is
+    followed page by page (ranges cut below it would leave the newer objects out), and a
+    server that refuses `created` is read again page by page. Each case calls `notice`.
     """
     seen: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
+    refused: list[StripeReadError] = []
 
     def list_range(low: int | None, high: int | None) -> list[tuple[int | None, int | None]]:
         """Page one range; an open-ended one that finds more returns its pieces."""
@@ -60,7 +69,13 @@ def parallel_pages(read_page: ReadPage, workers: int) -> list[dict[str, Any]]:
                                                            if created else {})}
         first = True
         while True:
-            items, has_more = read_page(dict(params))
+            try:
+                items, has_more = read_page(dict(params))
+            except StripeReadError as exc:
+                if not created or exc.status != 400:
+                    raise
+                refused.append(exc)  # the filter, not the request: read it page by page
+                return []
             with lock:
                 for item in items:
                     seen.setdefault(item["id"], item)
@@ -68,7 +83,9 @@ def parallel_pages(read_page: ReadPage, workers: int) -> list[dict[str, Any]]:
                 return []
             if first and low is None:
                 stamps = [int(item["created"]) for item in items]
-                if max(stamps) - min(stamps) >= _MIN_SPAN_SECONDS:
+                if not _newest_first(stamps):
+                    notice("lists oldest first (Stripe lists newest first)")
+                elif max(stamps) - min(stamps) >= _MIN_SPAN_SECONDS:
                     return _pieces(max(stamps), min(stamps), workers)
             first = False
             params["starting_after"] = items[-1]["id"]
@@ -80,7 +97,15 @@ def parallel_pages(read_page: ReadPage, workers: int) -> list[dict[str, Any]]:
             for future in done:
                 for low, high in future.result():
                     pending.add(pool.submit(list_range, low, high))
+    if refused:
+        notice(f"refused the `created` filter ({refused[0]})")
+        for item in pages(read_page, {}):
+            seen.setdefault(item["id"], item)
     return list(seen.values())
+
+
+def _newest_first(stamps: list[int]) -> bool:
+    return all(newer >= older for newer, older in zip(stamps, stamps[1:], strict=False))
 
 
 def _pieces(newest: int, oldest_seen: int, workers: int) -> list[tuple[int | None, int | None]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..clock import EmulatorClock
 from .balance import BalanceResource
-from .base import ObjectStore, Resource, ResourceContext
+from .base import ListQuirks, ObjectStore, Resource, ResourceContext
 from .customers import CustomersResource
 from .invoices import InvoiceItemsResource, InvoicesResource
 from .meter_event_stream import MeterEventSessionsResource, MeterEventStreamResource
@@ -44,11 +44,13 @@ def build_resources(
     *,
     seed: int | None = None,
     search_delay: Callable[[], float] = lambda: 0.0,
+    list_quirks: Callable[[], ListQuirks] = ListQuirks,
     clock: EmulatorClock | None = None,
 ) -> dict[str, Resource]:
     """One instance of every resource, keyed by collection name, in `RESOURCE_TYPES` order."""
     context = ResourceContext(
-        seed=seed, search_delay=search_delay, clock=clock if clock is not None else EmulatorClock()
+        seed=seed, search_delay=search_delay, list_quirks=list_quirks,
+        clock=clock if clock is not None else EmulatorClock(),
     )
     for cls in RESOURCE_TYPES:
         context.resources[cls.name] = cls(context)
@@ -62,6 +64,7 @@ __all__ = [
     "CustomersResource",
     "InvoiceItemsResource",
     "InvoicesResource",
+    "ListQuirks",
     "MeterEventSessionsResource",
     "MeterEventStreamResource",
     "MeterEventsResource",

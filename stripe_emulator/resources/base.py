@@ -38,14 +38,25 @@ from .params import (
 Operation = Callable[[dict[str, Any], "str | None"], Any]
 
 
+@dataclass(frozen=True)
+class ListQuirks:
+    """How lists behave when the emulator stands in for another fake server: Stripe lists
+    newest first and takes `created`; localstripe lists oldest first and refuses it."""
+
+    oldest_first: bool = False
+    refuses_created: bool = False
+
+
 @dataclass
 class ResourceContext:
-    """What a resource is built with: the id seed, the search lag, the emulator clock (Stripe's
-    calendar as tests move it: token expiry, identifier windows), and the resources built
-    before it (`resources["products"]`), for resources that reference others."""
+    """What a resource is built with: the id seed, the search lag, the list quirks, the
+    emulator clock (Stripe's calendar as tests move it: token expiry, identifier windows),
+    and the resources built before it (`resources["products"]`), for resources that
+    reference others."""
 
     seed: int | None = None
     search_delay: Callable[[], float] = lambda: 0.0
+    list_quirks: Callable[[], ListQuirks] = ListQuirks
     clock: EmulatorClock = field(default_factory=EmulatorClock)
     resources: dict[str, Resource] = field(default_factory=dict)
 
@@ -307,11 +318,12 @@ class ObjectStore:
     # -- reads
 
     def list_page(
-        self, params: Mapping[str, Any], limit: int, filters: Iterable[Checked]
+        self, params: Mapping[str, Any], limit: int, filters: Iterable[Checked],
+        oldest_first: bool = False,
     ) -> dict[str, Any]:
         """A list answer: the cursor read from `params` (`starting_after` or `ending_before`,
-        checked to be one), newest first; exact filters on indexed fields pick the candidates,
-        the others test each one."""
+        checked to be one), newest first (`oldest_first`: as localstripe lists); exact filters
+        on indexed fields pick the candidates, the others test each one."""
         tests: list[Test] = []
         candidates: Any = None
         with self.lock:
@@ -333,15 +345,21 @@ class ObjectStore:
                     forward = name == "starting_after"
             if candidates is None:
                 candidates = range(len(self._order))
+            if oldest_first:  # the same walk over the reversed order
+                candidates = list(reversed(candidates))
+                cursor_seq = None if cursor_seq is None else -cursor_seq
+                candidates_key = [-seq for seq in candidates]
+            else:
+                candidates_key = candidates
             if forward:
                 end = (
                     len(candidates)
                     if cursor_seq is None
-                    else bisect.bisect_left(candidates, cursor_seq)
+                    else bisect.bisect_left(candidates_key, cursor_seq)
                 )
                 indexes: Iterable[int] = range(end - 1, -1, -1)
             else:
-                start = bisect.bisect_right(candidates, cursor_seq)
+                start = bisect.bisect_right(candidates_key, cursor_seq)
                 indexes = range(start, len(candidates))
             picked: list[dict[str, Any]] = []
             has_more = False
@@ -535,8 +553,12 @@ class ObjectResource(Resource):
             "limit": lambda: page_limit(params),
             "cursor": lambda: one_cursor(params),
         }
+        quirks = self.context.list_quirks()
+        if quirks.refuses_created and "created" in params:
+            raise invalid("Unexpected created", "created")
         checked = {name: checks[name]() for name in self.list_checks}
-        result = self.store.list_page(params, checked["limit"], checked["filters"])
+        result = self.store.list_page(params, checked["limit"], checked["filters"],
+                                      oldest_first=quirks.oldest_first)
         result["data"] = [self.render(obj, checked["expand"]) for obj in result["data"]]
         return result
 
