@@ -163,6 +163,23 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+@main.command()
+@common_options
+@click.option("--write", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the YAML to this file (relative to the project directory, e.g. "
+              "models/stripe_exposures.yml) instead of printing it.")
+@click.option("--owner", default=None,
+              help="The exposures' owner, a name or an email (default: each model's "
+              "meta.owner, else dbt-stripe-sync).")
+@_handle_errors
+def exposures(write: Path | None, owner: str | None, **kwargs: Any) -> int:
+    """dbt exposures for the synced models: Stripe in dbt's lineage and docs, and
+    `dbt build --select +exposure:stripe_sync_<model>` builds what a sync needs."""
+    from .pipeline import run_exposures
+
+    return run_exposures(_common(kwargs), write, owner)
+
+
 def _request(command: str, kwargs: dict[str, Any], **extra: Any) -> RunRequest:
     names = RunRequest.__dataclass_fields__
     return RunRequest(command=command, **{k: kwargs.pop(k) for k in list(kwargs) if k in names},

@@ -10,6 +10,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import notify, report
@@ -240,6 +241,31 @@ def run_check(common: CommonOptions) -> CheckResult:
                           warehouse=checked["warehouse"])
     report.render_check(outcome.as_document(), output=common.output)
     return outcome
+
+
+def run_exposures(common: CommonOptions, write: Path | None, owner: str | None) -> int:
+    """The selected synced models as dbt exposures: printed, or written to `write` (a path
+    relative to the project directory), which `dbt parse` then reads."""
+    from . import exposures
+
+    settings = project_settings(common)
+    manifest, specs = load_specs(settings, common)
+    document = exposures.exposures_document(specs, manifest.project_name, owner)
+    if write is None:
+        if common.output == "json":
+            print(report.dumps(document))
+        else:
+            print(exposures.render(document), end="")
+        return report.EXIT_OK
+    path = write if write.is_absolute() else settings.project_dir / write
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(exposures.render(document))
+    if common.output == "json":
+        print(report.dumps({"path": str(path), **document}))
+    elif common.output == "text":
+        names = ", ".join(e["name"] for e in document["exposures"])
+        print(f"Wrote {len(document['exposures'])} exposure(s) to {path}: {names}")
+    return report.EXIT_OK
 
 
 def run_reset(common: CommonOptions) -> ResetResult:

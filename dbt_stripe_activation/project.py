@@ -92,6 +92,8 @@ class DbtModel:
     declared_columns: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()  # unique ids of the nodes it selects from
     materialized: str = ""
+    # `meta.owner` (a name, an email, or {name, email}): who an exposure names.
+    owner: Any = None
 
     @property
     def label(self) -> str:
@@ -191,4 +193,5 @@ def model_from_node(unique_id: str, node: Mapping[str, Any]) -> DbtModel:
         declared_columns=tuple((node.get("columns") or {}).keys()),
         depends_on=tuple((node.get("depends_on") or {}).get("nodes") or ()),
         materialized=str(config.get("materialized") or ""),
+        owner=config_meta.get("owner", meta.get("owner")),
     )
