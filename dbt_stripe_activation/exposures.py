@@ -62,12 +62,13 @@ def _ref(model: DbtModel, project_name: str) -> str:
 
 
 def _owner(value: Any) -> dict[str, str]:
-    """dbt needs a name or an email: `meta.owner` may be either, or both as a mapping."""
+    """dbt needs a name or an email: `meta.owner` may be either as text (an address is an
+    email), or dbt's owner mapping, taken as written (dbt checks it when it parses)."""
     if isinstance(value, Mapping):
-        found = {k: str(value[k]) for k in ("name", "email") if value.get(k)}
-        if found:
-            return found
+        given = {str(k): str(v) for k, v in value.items() if v}
+        if given:
+            return given
     elif value:
         text = str(value)
-        return {"email": text} if "@" in text and not text.startswith("@") else {"name": text}
-    return {"name": DEFAULT_OWNER}
+        return dict(email=text) if "@" in text and not text.startswith("@") else dict(name=text)
+    return dict(name=DEFAULT_OWNER)

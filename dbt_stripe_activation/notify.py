@@ -178,6 +178,21 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, _SECTION_MAX)}}
 
 
+# Objects each model's summary links to, at most: the rest are in the results file.
+_LINKED_PER_MODEL = 5
+
+
+def objects_to_check(model: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """A model's rows that need a human and name a Stripe object: (outcome, id, Dashboard
+    URL), the first few. Ids only: row keys (often emails) stay in the results file."""
+    found = []
+    for outcome in PROBLEM_OUTCOMES:
+        for row in model.get(outcome) or ():
+            if row.get("stripe_id") and row.get("dashboard_url"):
+                found.append((outcome, str(row["stripe_id"]), str(row["dashboard_url"])))
+    return found[:_LINKED_PER_MODEL]
+
+
 def slack_payload(document: Mapping[str, Any], project: str, results_path: Path | None,
                   request: RunRequest) -> dict[str, Any]:
     """Slack's incoming-webhook message: `text` (the notification and the fallback) and
@@ -205,6 +220,11 @@ def slack_payload(document: Mapping[str, Any], project: str, results_path: Path 
         blocks.append({"type": "section", "fields": fields[start:start + _FIELDS_MAX]})
     if len(fields) > shown:
         blocks.append(_section(f"... and {len(fields) - shown} more models in the results file"))
+    links = [f"*{_slack_escape(m['model'])}*: " + ", ".join(
+        f"{outcome} <{url}|{stripe_id}>" for outcome, stripe_id, url in objects_to_check(m))
+        for m in (document.get("models") or [])[:shown] if objects_to_check(m)]
+    if links:
+        blocks.append(_section("*To check in Stripe:*\n" + "\n".join(links)))
     text = title + (f"\n{error.splitlines()[0]}" if error else "")
     payload = {"text": _slack_escape(_clip(text, _SECTION_MAX)), "blocks": blocks}
     return dict(json.loads(redact(json.dumps(payload))))
@@ -233,6 +253,13 @@ def step_summary(document: Mapping[str, Any], project: str, results_path: Path |
                          + f"{sum(counts.values())} |")
         lines += ["| **total** | | " + "".join(f"**{totals[o]}** | " for o in outcomes)
                   + f"**{sum(totals.values())}** |", ""]
+    checks = [(m["model"], objects_to_check(m)) for m in models]
+    if any(found for _, found in checks):
+        lines += ["To check in Stripe:", ""]
+        lines += [f"- {_cell(name)}: " + ", ".join(
+            f"{outcome} [{stripe_id}]({url})" for outcome, stripe_id, url in found)
+            for name, found in checks if found]
+        lines.append("")
     if document.get("dry_run"):
         lines += ["A plan: nothing was written to Stripe.", ""]
     lines += [f"Run id `{document.get('run_id') or 'none'}`; results file "

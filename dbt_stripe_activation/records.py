@@ -275,6 +275,7 @@ class RowReport:
     diffs: tuple[FieldDiff, ...] = ()
     forced_by: tuple[str, ...] = ()  # a replace: the immutable fields that changed
     replaces: str | None = None  # a replace: the object archived
+    dashboard_url: str | None = None  # the object's page in the Stripe Dashboard
 
 
 @dataclass

@@ -29,6 +29,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -82,7 +83,7 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
     }
     for row in result.problems:
         entry: dict[str, Any] = {"key": row.key, "stripe_id": row.stripe_id,
-                                 "reason": row.reason}
+                                 "dashboard_url": row.dashboard_url, "reason": row.reason}
         if row.diffs:
             entry["diffs"] = [{"field": d.path, "before": _jsonable(d.before),
                                "after": _jsonable(d.after)} for d in row.diffs]
@@ -108,6 +109,7 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
                 "key": s.key,
                 "action": s.action,
                 "stripe_id": s.stripe_id,
+                "dashboard_url": s.dashboard_url,
                 **({"replaces": s.replaces, "forced_by": list(s.forced_by)}
                    if s.replaces else {}),
                 "diffs": [{"field": d.path, "before": _jsonable(d.before),
@@ -116,8 +118,8 @@ def model_to_dict(result: ModelResult) -> dict[str, Any]:
             for s in result.samples
         ],
         "removed_sample": list(result.removed_sample),
-        "removals": [{"key": r.key, "stripe_id": r.stripe_id, "action": r.action,
-                      "reason": r.reason} for r in result.removals],
+        "removals": [{"key": r.key, "stripe_id": r.stripe_id, "dashboard_url": r.dashboard_url,
+                      "action": r.action, "reason": r.reason} for r in result.removals],
     }
 
 
@@ -194,6 +196,15 @@ def render_results(console: Console, results: Sequence[ModelResult], dry_run: bo
         _render_details(console, r, dry_run)
 
 
+def _linked(stripe_id: str | None, url: str | None, missing: str = "None") -> Text:
+    """An id as a hyperlink to its Dashboard page, where the terminal supports it."""
+    return Text(stripe_id or missing, style=Style(link=url) if url and stripe_id else "")
+
+
+def _link_markup(stripe_id: str | None, url: str | None) -> str | None:
+    return f"[link={url}]{stripe_id}[/link]" if stripe_id and url else stripe_id
+
+
 def _render_removals(console: Console, r: ModelResult, dry_run: bool) -> None:
     """on_removed, listed before anything else: every key that left the model, its Stripe
     id and what happens (or happened) to it."""
@@ -205,7 +216,7 @@ def _render_removals(console: Console, r: ModelResult, dry_run: bool) -> None:
     for column in ("key", "stripe id", "action", "outcome"):
         table.add_column(column)
     for row in r.removals:
-        table.add_row(str(row.key), str(row.stripe_id), row.action,
+        table.add_row(str(row.key), _linked(row.stripe_id, row.dashboard_url), row.action,
                       redact(row.reason) if row.reason else ("planned" if dry_run else "done"))
     console.print(table)
 
@@ -235,7 +246,8 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
             verb = "would replace" if dry_run else "replaced"
             console.print(
                 f"  [magenta]{verb}[/] {sample.key!r}: {sample.replaces} -> "
-                f"{sample.stripe_id or 'a new ' + r.object} (changed "
+                f"{_link_markup(sample.stripe_id, sample.dashboard_url) or 'a new ' + r.object} "
+                "(changed "
                 f"{', '.join(sample.forced_by)}, which Stripe never changes on a {r.object}; "
                 "the old one is archived)", highlight=False)
     if dry_run and r.samples:
@@ -246,7 +258,8 @@ def _render_details(console: Console, r: ModelResult, dry_run: bool) -> None:
             for i, d in enumerate(sample.diffs):
                 diff_table.add_row(
                     str(sample.key) if i == 0 else "", sample.action if i == 0 else "",
-                    (sample.stripe_id or "(new)") if i == 0 else "", d.path,
+                    _linked(sample.stripe_id, sample.dashboard_url, "(new)") if i == 0 else "",
+                    d.path,
                     "" if d.before is None else str(d.before),
                     "(unset)" if d.after is None else str(d.after),
                 )

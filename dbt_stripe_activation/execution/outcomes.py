@@ -78,31 +78,40 @@ class ModelExecution:
         self.on_progress(self.spec.model.name, done, to_plan)
 
     def tally(self, key_value: str | None, plan: RowPlan, outcome: Outcome,
-              error: str | None) -> None:
-        """Count one row's outcome and keep it for the report (bounded)."""
+              error: str | None, account: str | None = None) -> None:
+        """Count one row's outcome and keep it for the report (bounded), with its object's
+        Dashboard page (in `account`'s Dashboard for a connected account)."""
         result = self.result
         result.counts[outcome.value] += 1
         if self.planned_here is not None and outcome is Outcome.CREATED and key_value is not None:
             self.planned_here.add(key_value)
         if plan.status is DiffStatus.REMOVED:  # every removal is listed (the guard bounds them)
-            result.removals.append(RowReport(key_value, plan.action.value, plan.stripe_id,
-                                             error, diffs=plan.diffs))
+            result.removals.append(RowReport(
+                key_value, plan.action.value, plan.stripe_id, error, diffs=plan.diffs,
+                dashboard_url=self._dashboard_url(plan.stripe_id, plan, account)))
         if outcome.is_problem or outcome is Outcome.ALREADY_SENT:
             if len(result.problems) < MAX_PROBLEMS_REPORTED:
-                result.problems.append(
-                    RowReport(key_value, outcome.value, plan.stripe_id or plan.replaces,
-                              error or plan.reason, diffs=plan.diffs))
+                shown = plan.stripe_id or plan.replaces
+                result.problems.append(RowReport(
+                    key_value, outcome.value, shown, error or plan.reason, diffs=plan.diffs,
+                    dashboard_url=self._dashboard_url(shown, plan, account)))
             else:
                 result.problems_omitted += 1
         elif plan.diffs and len(result.samples) < self.options.sample_size:
-            result.samples.append(RowReport(key_value, plan.action.value,
-                                            plan.stripe_id, diffs=plan.diffs,
-                                            forced_by=plan.forced_by, replaces=plan.replaces))
+            result.samples.append(RowReport(
+                key_value, plan.action.value, plan.stripe_id, diffs=plan.diffs,
+                forced_by=plan.forced_by, replaces=plan.replaces,
+                dashboard_url=self._dashboard_url(plan.stripe_id, plan, account)))
+
+    def _dashboard_url(self, stripe_id: str | None, plan: RowPlan,
+                       account: str | None) -> str | None:
+        mode = self.gateway.settings.mode if self.gateway is not None else "test"
+        return self.spec.object.dashboard_url(mode, stripe_id, account, plan.synced_values)
 
     def record(self, row: DiffRow, plan: RowPlan, outcome: Outcome, error: str | None,
                persist: bool = True) -> None:
         """Tally the row and (unless a plan, or told not to) queue it for the state."""
-        self.tally(row.key_value, plan, outcome, error)
+        self.tally(row.key_value, plan, outcome, error, row.account)
         if self.options.dry_run or not persist:
             return
         # A replace that failed leaves the old object as the key's object.

@@ -185,7 +185,7 @@ class UpsertExecutor:
                                 thread_name_prefix="stripe-remove") as pool:
             for row, future in [(row, pool.submit(work, row)) for row in removed]:
                 plan, outcome, error = future.result()
-                run.tally(row.key_value, plan, outcome, error)
+                run.tally(row.key_value, plan, outcome, error, row.account)
                 if not opts.dry_run:
                     # No row hash: a key that comes back is planned again (and restored).
                     writer.add(RowOutcome(

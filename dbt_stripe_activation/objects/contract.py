@@ -177,6 +177,19 @@ class RatePool:
         return {e: live if mode == "live" else test for e, (live, test) in self.endpoints.items()}
 
 
+DASHBOARD = "https://dashboard.stripe.com"
+
+
+@dataclass(frozen=True)
+class DashboardPage:
+    """Where the Stripe Dashboard shows an object: `<path>/<id>`, or its parent's page for
+    an object that has none of its own (a subscription item: its subscription's), the
+    parent's id read from the object's `parent_field`."""
+
+    path: str  # "customers"
+    parent_field: str | None = None
+
+
 @dataclass(frozen=True)
 class EventDelivery:
     """How an append object's rows reach Stripe, exactly once, when Stripe takes no
@@ -288,6 +301,21 @@ class ObjectSpec:
     listed_through: ListedThrough | None = None
     # Append objects: the ledger's resend window and the bulk transport (meter events).
     delivery: EventDelivery | None = None
+    dashboard: DashboardPage | None = None  # None: the Dashboard has no page for one
+
+    def dashboard_url(self, mode: str, stripe_id: str | None, account: str | None = None,
+                      values: Mapping[str, Any] | None = None) -> str | None:
+        """The object's Dashboard page for a key of `mode` ("test" pages live under /test/),
+        in a connected account's Dashboard when `account` is set; `values` are the object's
+        (a parent's id). None when the object has no page or no id yet."""
+        page = self.dashboard
+        if page is None:
+            return None
+        shown = (values or {}).get(page.parent_field) if page.parent_field else stripe_id
+        if not shown:
+            return None
+        prefix = f"{DASHBOARD}/{account}" if account else DASHBOARD
+        return f"{prefix}{'/test' if mode != 'live' else ''}/{page.path}/{shown}"
 
     @property
     def open_prefix(self) -> str:

@@ -16,6 +16,7 @@ from .catalogue import catalogue_from_sdk, sdk_required
 from .contract import (
     METADATA_KEY,
     CheckRequest,
+    DashboardPage,
     KeyLookup,
     KeySpec,
     ObjectSpec,
@@ -111,4 +112,5 @@ CUSTOMER = ObjectSpec(
     },
     # `customer.tax` is returned only with expand=["tax"].
     read_expand={"tax.": "tax"},
+    dashboard=DashboardPage("customers"),
 )

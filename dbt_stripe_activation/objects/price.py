@@ -20,6 +20,7 @@ from .contract import (
     METADATA_KEY,
     Behavior,
     CheckRequest,
+    DashboardPage,
     KeyLookup,
     KeySpec,
     ObjectSpec,
@@ -137,4 +138,5 @@ PRICE = ObjectSpec(
     removal=RemovalPolicy(archive={"active": False}, restore={"active": True}),
     check=CheckRequest(permission="rak_price_read"),
     validate_row=_row_rules,
+    dashboard=DashboardPage("prices"),
 )

@@ -17,6 +17,7 @@ from .catalogue import catalogue_from_sdk
 from .contract import (
     METADATA_KEY,
     CheckRequest,
+    DashboardPage,
     KeyLookup,
     KeySpec,
     ObjectSpec,
@@ -61,4 +62,5 @@ PRODUCT = ObjectSpec(
     # row is rejected with Stripe's reason); archive always works.
     removal=RemovalPolicy(archive={"active": False}, restore={"active": True}, delete=True),
     check=CheckRequest(permission="rak_product_read"),
+    dashboard=DashboardPage("products"),
 )

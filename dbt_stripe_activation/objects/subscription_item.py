@@ -17,6 +17,7 @@ from .contract import (
     METADATA_KEY,
     Behavior,
     CheckRequest,
+    DashboardPage,
     GroupLimit,
     KeyLookup,
     KeySpec,
@@ -59,4 +60,5 @@ SUBSCRIPTION_ITEM = ObjectSpec(
         "proration_behavior": (("create_prorations", "none", "always_invoice"),
                                "create_prorations"),
     },
+    dashboard=DashboardPage("subscriptions", parent_field="subscription"),
 )

@@ -132,6 +132,11 @@ def test_references_resolve_in_the_rows_own_account(
                       for p in emulator.prices(account=account)) == [
             ("pro_setup_fee", "prod_pro"), ("starter_monthly", "prod_starter")]
     assert emulator.products() == []  # nothing on the platform
+    # A named object links to its page in its own account's Dashboard.
+    samples = result.json["models"][0]["samples"]
+    assert samples and all(
+        s["dashboard_url"] == f"https://dashboard.stripe.com/{s['key'].split('/')[0]}/test/"
+        f"products/{s['stripe_id']}" for s in samples), samples
 
 
 def test_a_reference_across_scopes_is_a_config_error(

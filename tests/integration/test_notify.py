@@ -262,3 +262,20 @@ def test_the_step_summary_keeps_its_table_whole() -> None:
     markdown = step_summary(document, "p", Path("target/x.json"), RunRequest(command="sync"))
     assert "| odd\\|name | error | 1 | 1 |" in markdown
     assert markdown.count("```") == 2 and "line | two" in markdown
+
+
+def test_the_summaries_link_each_object_to_check_and_name_no_key() -> None:
+    from dbt_stripe_activation.context import RunRequest
+    from dbt_stripe_activation.notify import slack_payload, step_summary
+
+    url = "https://dashboard.stripe.com/test/customers/cus_9"
+    document = _document(code=1)
+    document["models"][0]["failed"] = [
+        {"key": "amy@example.com", "stripe_id": "cus_9", "dashboard_url": url, "reason": "x"}]
+    document["models"][0]["rejected"] = [
+        {"key": "bob@example.com", "stripe_id": None, "dashboard_url": None, "reason": "y"}]
+    markdown = step_summary(document, "p", None, RunRequest(command="sync"))
+    assert f"- model_0: failed [cus_9]({url})" in markdown
+    slack = json.dumps(slack_payload(document, "p", None, RunRequest(command="sync")))
+    assert f"failed <{url}|cus_9>" in slack
+    assert "example.com" not in markdown + slack  # keys (emails) stay in the results file

@@ -91,11 +91,14 @@ def test_products_and_prices_are_archived_then_restored_when_they_come_back(
     emulator.reset(stats_only=True)
     plan = sync(catalogue, emulator, "plan", *ALL)
     assert plan.code == 0, plan.stdout + plan.stderr
+    # Each named object links to its page in the Dashboard of the key's mode (test).
     assert model(plan, "stripe_products")["removals"] == [
-        {"key": "prod_pro", "stripe_id": "prod_pro", "action": "archive", "reason": None}]
+        {"key": "prod_pro", "stripe_id": "prod_pro", "action": "archive", "reason": None,
+         "dashboard_url": "https://dashboard.stripe.com/test/products/prod_pro"}]
     assert model(plan, "stripe_prices")["removals"] == [
         {"key": "pro_setup_fee", "stripe_id": price_ids["pro_setup_fee"], "action": "archive",
-         "reason": None}]
+         "reason": None, "dashboard_url": "https://dashboard.stripe.com/test/prices/"
+         + price_ids["pro_setup_fee"]}]
     assert emulator.stats()["writes_committed"] == 0
     text = catalogue.sync("plan", *FAST, *ALL, stripe_url=emulator.url).stdout
     assert text.index("keys left the model") < text.index("Plan (nothing written")

@@ -678,3 +678,20 @@ def test_docstrings_are_read_from_the_sdk_source() -> None:
     docs = _docstrings(CustomerCreateParams)
     assert re.search(r"up to \*512 characters\*", docs["email"])
     assert "payment_method" not in docs  # the SDK has no docstring for it
+
+
+def test_dashboard_urls_follow_the_mode_the_account_and_the_parent_page() -> None:
+    assert CUSTOMER.dashboard_url("test", "cus_1") == \
+        "https://dashboard.stripe.com/test/customers/cus_1"
+    assert CUSTOMER.dashboard_url("live", "cus_1") == \
+        "https://dashboard.stripe.com/customers/cus_1"
+    assert PRICE.dashboard_url("test", "price_1", "acct_9") == \
+        "https://dashboard.stripe.com/acct_9/test/prices/price_1"
+    assert PRODUCT.dashboard_url("live", "prod_1", "acct_9") == \
+        "https://dashboard.stripe.com/acct_9/products/prod_1"
+    # A subscription item has no page of its own: its subscription's.
+    assert SUBSCRIPTION_ITEM.dashboard_url("test", "si_1", None, {"subscription": "sub_1"}) == \
+        "https://dashboard.stripe.com/test/subscriptions/sub_1"
+    assert SUBSCRIPTION_ITEM.dashboard_url("test", "si_1") is None  # no parent known
+    assert CUSTOMER.dashboard_url("test", None) is None  # not created yet
+    assert METER_EVENT.dashboard_url("test", "x") is None  # no page for one event
