@@ -189,6 +189,25 @@ class EmulatorHandle:
         sent = self._call("GET", _at("/_emulator/invoice_emails", account))["data"]
         return int(sent.get(invoice_id, 0))
 
+    def subscription_updates(
+        self, subscription_id: str, *, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What each `POST /v1/subscriptions/{id}` of this subscription asked for, oldest
+        first: `proration_behavior`, `payment_behavior`, `fields`, and the item ids `added`,
+        `updated` and `deleted`."""
+        updates = self._call("GET", _at("/_emulator/subscription_updates", account))["data"]
+        return list(updates.get(subscription_id, []))
+
+    def quotes(self, *, account: str | None = None) -> list[dict[str, Any]]:
+        """Every quote, oldest first, as the API shows it with `line_items`, plus `accepts`
+        (how many `accept` calls succeeded on it)."""
+        return self._dump("quotes", account)
+
+    def quote_accepts(self, quote_id: str, *, account: str | None = None) -> int:
+        """How many times `POST /v1/quotes/{id}/accept` succeeded on this quote."""
+        accepts = self._call("GET", _at("/_emulator/quote_accepts", account))["data"]
+        return int(accepts.get(quote_id, 0))
+
     def customers(
         self, *, include_deleted: bool = False, account: str | None = None
     ) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from .meter_events import MeterEventsResource
 from .meters import MetersResource
 from .prices import PricesResource
 from .products import ProductsResource
+from .quotes import QuotesResource
 from .subscriptions import SubscriptionItemsResource, SubscriptionsResource
 
 # Built in this order: a resource may look up the ones before it in `context.resources`.
@@ -36,6 +37,7 @@ RESOURCE_TYPES: tuple[type[Resource], ...] = (
     SubscriptionItemsResource,
     InvoicesResource,
     InvoiceItemsResource,
+    QuotesResource,
 )
 ENDPOINTS: tuple[str, ...] = tuple(e for cls in RESOURCE_TYPES for e in cls.endpoint_names())
 
@@ -72,6 +74,7 @@ __all__ = [
     "ObjectStore",
     "PricesResource",
     "ProductsResource",
+    "QuotesResource",
     "Resource",
     "ResourceContext",
     "SubscriptionItemsResource",

@@ -1,49 +1,68 @@
-"""Subscriptions and subscription items, as much as seat-based billing needs
-(docs.stripe.com/api/subscriptions, docs.stripe.com/api/subscription_items).
+"""Subscriptions and subscription items (docs.stripe.com/api/subscriptions,
+docs.stripe.com/api/subscription_items).
 
-Subscriptions are made by the control API's seed (a customer and items of recurring prices),
-not through the API; the API reads them (`GET /v1/subscriptions[/{id}]`) and reads and updates
-their items: `POST /v1/subscription_items/{id}` takes `quantity`, `metadata`,
-`proration_behavior` and `expand` (nothing is invoiced or prorated here). Stripe allows 200
-quantity updates per subscription per hour: an update that changes a quantity beyond that,
-within a rolling hour of the emulator clock, answers 400. Objects carry the top-level fields of
-Stripe's samples (stripe/openapi `fixtures3.json`), unmodelled ones null or empty.
+`POST /v1/subscriptions` starts a subscription for an existing customer with 1 to 20 items of
+active, recurring prices (one item per price; one currency and billing interval). No payment
+method can be attached here, so the first status follows Stripe's rules for a customer without
+one: `trialing` during a trial, `active` for `send_invoice` or when nothing is due, `incomplete`
+with `payment_behavior=default_incomplete`, and Stripe's 400 otherwise. One
+`POST /v1/subscriptions/{id}` changes fields and items together (`items[n][id]` changes an item
+or, with `deleted`, removes it; `items[n][price]` adds one); what each update asked for is
+logged per subscription (`GET /_emulator/subscription_updates`). `DELETE` cancels at once;
+`cancel_at` and `cancel_at_period_end` only schedule it (the clock does not carry it out). A
+canceled subscription takes only `metadata` and `cancellation_details`. Nothing is invoiced or
+prorated and periods never roll over.
+
+Items are read and updated on their own too: `POST /v1/subscription_items/{id}` takes
+`quantity`, `metadata`, `proration_behavior` and `expand`. Stripe allows 200 quantity updates
+per subscription per hour: an item update that changes a quantity beyond that, within a rolling
+hour of the emulator clock, answers 400. Seeds (`subscriptions` in `POST /_emulator/seed`) may
+choose ids, `created` and `status`. Objects carry the top-level fields of Stripe's samples
+(stripe/openapi `fixtures3.json`), unmodelled ones null or empty.
 """
 
 from __future__ import annotations
 
 import calendar
+import copy
 import datetime
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
-from ..errors import ApiError, invalid, missing_parameter
+from ..errors import ApiError, invalid, missing_parameter, no_such
 from ..forms import as_list
 from .base import (
+    CRUD_ROUTES,
     Filter,
     ObjectResource,
     ObjectStore,
     ResourceContext,
+    choice,
     created_range,
     embedded_list,
     exact,
+    flag,
     text,
 )
 from .customers import CustomersResource
-from .params import (
-    check_known,
-    enum_param,
-    expand_names,
-    integer_param,
-    metadata_change,
-    string_param,
-)
+from .invoices import INACTIVE_PRICE, NO_PAYMENT_METHOD, built, unsupported
+from .params import check_known, expand_names, hash_param, metadata_change, string_param
+from .params import integer_param as _integer
 from .prices import PricesResource
 
 QUANTITY_UPDATES_PER_HOUR = 200  # Stripe: 200 quantity updates per subscription per hour
 HOUR = 3600
+DAY = 86400
 PRORATION_BEHAVIORS = ("always_invoice", "create_prorations", "none")
+PAYMENT_BEHAVIORS = (
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+)
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 ITEM_UPDATE = {"expand", "metadata", "proration_behavior", "quantity"}
 # Parameters Stripe takes on an item update that this emulator does not model.
 ITEM_UPDATE_UNSUPPORTED = {
@@ -58,8 +77,63 @@ ITEM_UPDATE_UNSUPPORTED = {
     "proration_date",
     "tax_rates",
 }
+# `items[n]` of a subscription create or update: known to Stripe, not modelled here.
+ITEM_ENTRY_UNSUPPORTED = {
+    "billing_thresholds",
+    "current_trial",
+    "discounts",
+    "plan",
+    "price_data",
+    "tax_rates",
+}
 ITEM_EXPANDABLE = frozenset({"price.product", "plan.product", "discounts"})
 SUBSCRIPTION_EXPANDABLE = frozenset({"customer", "items.data.price.product"})
+# SubscriptionCreateParams / SubscriptionUpdateParams (stripe 16.x) this emulator models.
+CREATE = {
+    "billing_cycle_anchor",
+    "cancel_at",
+    "cancel_at_period_end",
+    "collection_method",
+    "customer",
+    "days_until_due",
+    "description",
+    "expand",
+    "items",
+    "metadata",
+    "payment_behavior",
+    "proration_behavior",
+    "trial_end",
+    "trial_period_days",
+}
+UPDATE = (CREATE - {"customer", "trial_period_days"}) | {"cancellation_details"}
+SUBSCRIPTION_UNSUPPORTED = {
+    "add_invoice_items",
+    "application_fee_percent",
+    "automatic_tax",
+    "backdate_start_date",
+    "billing_cycle_anchor_config",
+    "billing_mode",
+    "billing_schedules",
+    "billing_thresholds",
+    "currency",
+    "customer_account",
+    "default_payment_method",
+    "default_source",
+    "default_tax_rates",
+    "discounts",
+    "invoice_settings",
+    "off_session",
+    "on_behalf_of",
+    "pause_collection",
+    "payment_settings",
+    "pending_invoice_item_interval",
+    "proration_date",
+    "transfer_data",
+    "trial_from_plan",
+    "trial_settings",
+}
+# What a canceled subscription still takes (Stripe's message below).
+CANCELED_WRITABLE = {"cancellation_details", "expand", "metadata"}
 STATUSES = (
     "active",
     "canceled",
@@ -72,6 +146,25 @@ STATUSES = (
 )
 ENDED = ("canceled", "incomplete_expired")
 MAX_ITEMS = 20
+# A new subscription's item: its price, quantity (None: metered), metadata, chosen id.
+Line = tuple[dict[str, Any], "int | None", dict[str, str], "str | None"]
+
+# Stripe's wording (seen in its API answers); the ones marked "ours" are not.
+NO_PAYMENT_METHOD_SUBSCRIPTION = (
+    f"{NO_PAYMENT_METHOD} Please consider adding a default payment method. For more "
+    "information, visit https://stripe.com/docs/billing/subscriptions/"
+    "payment-methods-setting#payment-method-priority."
+)
+CANCELED_UPDATE = "A canceled subscription can only update its cancellation_details and metadata."
+EXPIRED_UPDATE = "You cannot update a subscription that is `canceled` or `incomplete_expired`."
+ONE_TIME_PRICE = (  # the counterpart of Stripe's message for a recurring price on an invoice
+    "The price specified is set to `type=one_time` but this field only accepts prices with "
+    "`type=recurring`."
+)
+
+
+def duplicate_price(price_id: str, param: str) -> ApiError:
+    return invalid(f"Cannot add multiple subscription items with the same plan: {price_id}", param)
 
 
 def quantity_limit_reached(subscription_id: str) -> ApiError:
@@ -95,11 +188,100 @@ def add_interval(start: int, interval: str, count: int) -> int:
     return int(moment.replace(year=year, month=month, day=day).timestamp())
 
 
+def timestamp_param(value: Any, param: str) -> int:
+    moment = _integer(value, param)
+    if moment < 0:
+        raise invalid(f"Invalid {param}: must be a unix timestamp", param)
+    return moment
+
+
+def future(moment: int, now: int, param: str) -> int:
+    if moment <= now:  # ours
+        raise invalid(f"Invalid {param}: must be a timestamp in the future", param)
+    return moment
+
+
+def due_terms(collection_method: str, days_until_due: int | None, param: str = "") -> None:
+    """Stripe's rule, our wording: `send_invoice` needs `days_until_due`, and only it has one."""
+    name = f"{param}[days_until_due]" if param else "days_until_due"
+    if collection_method == "send_invoice" and days_until_due is None:
+        raise missing_parameter(name)
+    if collection_method != "send_invoice" and days_until_due is not None:
+        raise invalid(f"{name} can only be set when collection_method is send_invoice.", name)
+
+
+def days_param(value: Any, param: str) -> int:
+    days = _integer(value, param)
+    if not 0 <= days <= 730:  # ours
+        raise invalid(f"Invalid {param}: must be between 0 and 730", param)
+    return days
+
+
+def licensed_amount(price: Mapping[str, Any], quantity: int | None) -> Decimal:
+    """What an item adds to the first invoice (metered items bill usage later: nothing)."""
+    return Decimal(price["unit_amount_decimal"]) * (quantity or 0)
+
+
+def quantity_param(value: Any, param: str) -> int:
+    quantity = _integer(value, param)
+    if quantity < 0:
+        raise invalid(f"Invalid {param}: must be greater than or equal to 0", param)
+    return quantity
+
+
+def item_params(raw: Any, param: str, known: set[str]) -> dict[str, Any]:
+    """One `items[n]`, validated: `price` (an id), `quantity`, `metadata`, and for updates
+    (or seeds) `id`, `deleted`."""
+    if not isinstance(raw, Mapping):
+        raise invalid(f"Invalid object: {param} must be an object", param)
+    unsupported(raw, ITEM_ENTRY_UNSUPPORTED, param)
+    check_known(raw, known, param)
+    spec: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{param}[{key}]"
+        if key in ("id", "price"):
+            spec[key] = string_param(value, name, 5000, emptyable=False)
+        elif key == "quantity" and value is not None:
+            spec[key] = quantity_param(value, name)
+        elif key == "metadata":
+            spec[key] = metadata_change(value)
+        elif key in ("deleted", "clear_usage"):
+            spec[key] = flag(name)(value)
+    return spec
+
+
+def _cancellation_details(value: Any, key: str) -> dict[str, str | None]:
+    given = hash_param(value, key, ("comment", "feedback"))
+    return {part: string_param(given[part], f"{key}[{part}]", 5000) for part in given}
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    return lambda value, key: choice(key, choices)(value)
+
+
+# How a create or update parameter is read: (value, its name) -> the validated change.
+FIELD_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "billing_cycle_anchor": timestamp_param,  # a create's; an update takes `{type}`
+    "cancel_at": lambda value, key: None if value == "" else timestamp_param(value, key),
+    "cancel_at_period_end": lambda value, key: flag(key)(value),
+    "cancellation_details": _cancellation_details,
+    "collection_method": _one_of(COLLECTION_METHODS),
+    "customer": lambda value, key: string_param(value, key, 5000, emptyable=False),
+    "days_until_due": days_param,
+    "description": lambda value, key: string_param(value, key, 500),
+    "metadata": lambda value, key: metadata_change(value),
+    "payment_behavior": _one_of(PAYMENT_BEHAVIORS),
+    "proration_behavior": _one_of(PRORATION_BEHAVIORS),
+    "trial_end": lambda value, key: "now" if value == "now" else timestamp_param(value, key),
+    "trial_period_days": days_param,
+}
+
+
 def _status(value: Any) -> str:
     """Without `status`, a list leaves out ended subscriptions."""
     if value is None:
         return "default"
-    return enum_param(value, "status", (*STATUSES, "all", "ended"))
+    return choice("status", (*STATUSES, "all", "ended"))(value)
 
 
 def _status_matches(obj: Mapping[str, Any], status: str) -> bool:
@@ -113,7 +295,8 @@ def _status_matches(obj: Mapping[str, Any], status: str) -> bool:
 class SubscriptionsResource(ObjectResource):
     name = "subscriptions"
     object_name = "subscription"
-    routes = (("GET", "", "list_all"), ("GET", "/{id}", "retrieve"))
+    routes = (*CRUD_ROUTES, ("DELETE", "/{id}", "cancel"))
+    control_reads = {"subscription_updates": "subscription_updates"}
     expandable = SUBSCRIPTION_EXPANDABLE
     seed_refusals = (ApiError, ValueError)
 
@@ -135,17 +318,21 @@ class SubscriptionsResource(ObjectResource):
             lock=self.store.lock,
             indexed=("subscription",),
         )
-        customers = context.resources["customers"]
-        prices = context.resources["prices"]
-        assert isinstance(customers, CustomersResource) and isinstance(prices, PricesResource)
-        self.customers = customers
-        self.prices = prices
+        self.customers = built(context, "customers", CustomersResource)
+        self.prices = built(context, "prices", PricesResource)
         self.filters = (
             Filter("status", _status, test=_status_matches, always=True),
             exact("customer", text("customer")),
             Filter("price", text("price"), test=self._has_price),
             created_range(),
         )
+        # subscription id -> what each API update asked for, oldest first
+        self.updates: dict[str, list[dict[str, Any]]] = {}
+
+    def reset(self, seed: int | None) -> None:
+        with self.store.lock:
+            super().reset(seed)
+            self.updates.clear()
 
     def _has_price(self, obj: Mapping[str, Any], price: str) -> bool:
         return any(i["price"] == price for i in self.item_store.where("subscription", obj["id"]))
@@ -161,6 +348,424 @@ class SubscriptionsResource(ObjectResource):
             shown["customer"] = dict(customer)
         return shown
 
+    def subscription_updates(self) -> dict[str, list[dict[str, Any]]]:
+        """`GET /_emulator/subscription_updates`: per subscription, each API update's
+        `proration_behavior`, `payment_behavior`, `fields` and item ids `added`, `updated`,
+        `deleted`, oldest first."""
+        with self.store.lock:
+            return copy.deepcopy(self.updates)
+
+    # -- parameters
+
+    def changes(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        unsupported(params, SUBSCRIPTION_UNSUPPORTED)
+        check_known(params, CREATE if creating else UPDATE)
+        for required in ("customer", "items") if creating else ():
+            if required not in params or params[required] in ("", []):
+                raise missing_parameter(required)
+        expand_names(params, self.expandable)
+        entry = {"metadata", "price", "quantity"} | (
+            set() if creating else {"clear_usage", "deleted", "id"}
+        )
+        changes: dict[str, Any] = {}
+        for key, value in params.items():
+            if key == "items":
+                raw_items = as_list(value, key)
+                changes[key] = [
+                    item_params(raw, f"items[{n}]", entry) for n, raw in enumerate(raw_items)
+                ]
+            elif key == "billing_cycle_anchor" and not creating:  # `{type: now|unchanged}`
+                given = hash_param(value, key, ("type",))
+                if "type" not in given:
+                    raise missing_parameter(f"{key}[type]")
+                changes[key] = choice(f"{key}[type]", ("now", "unchanged"))(given["type"])
+            elif key in FIELD_PARSERS:
+                changes[key] = FIELD_PARSERS[key](value, key)
+        if changes.get("cancel_at") is not None and changes.get("cancel_at_period_end"):
+            raise invalid(  # ours
+                "You may only specify one of these parameters: cancel_at, cancel_at_period_end.",
+                "cancel_at",
+            )
+        if "trial_end" in changes and "trial_period_days" in changes:
+            raise invalid(  # ours
+                "You may only specify one of these parameters: trial_end, trial_period_days.",
+                "trial_end",
+            )
+        return changes
+
+    def _price(self, price_id: str, param: str, *, seeding: bool = False) -> dict[str, Any]:
+        """A recurring price of the catalog; an API request also needs it active."""
+        price = self.prices.store.require(price_id, param, 400)
+        if not price["active"] and not seeding:
+            raise invalid(INACTIVE_PRICE, param)
+        if price["recurring"] is None:
+            raise invalid(ONE_TIME_PRICE, param)
+        return price
+
+    def _terms(
+        self, items: list[tuple[dict[str, Any], str]], one_per_price: bool = True
+    ) -> tuple[str, str, int]:
+        """A subscription's items, as (price, param): 1 to 20, one per price (seeds may
+        repeat one: fixtures of many items), one currency and billing interval; that currency
+        and interval."""
+        if not 1 <= len(items) <= MAX_ITEMS:
+            raise invalid(  # ours
+                f"A subscription needs 1 to {MAX_ITEMS} items; this one would have {len(items)}.",
+                "items",
+            )
+        seen: set[str] = set()
+        for price, param in items:
+            if price["id"] in seen and one_per_price:
+                raise duplicate_price(price["id"], param)
+            seen.add(price["id"])
+        terms = {
+            (p["currency"], p["recurring"]["interval"], p["recurring"]["interval_count"])
+            for p, _ in items
+        }
+        if len(terms) > 1:
+            raise invalid(
+                "All prices on a subscription must have the same currency and billing interval",
+                "items",
+            )
+        [(currency, interval, interval_count)] = terms
+        return currency, interval, interval_count
+
+    def _quantity_of(self, price: Mapping[str, Any], spec: Mapping[str, Any], param: str) -> Any:
+        metered = price["recurring"]["usage_type"] == "metered"
+        if "quantity" in spec and metered:
+            raise invalid(METERED_QUANTITY, f"{param}[quantity]")
+        return None if metered else spec.get("quantity", 1)
+
+    def _new_item(
+        self,
+        subscription_id: str,
+        price: Mapping[str, Any],
+        quantity: int | None,
+        metadata: dict[str, str],
+        period: tuple[int, int],
+        created: int,
+        item_id: str | None = None,
+    ) -> dict[str, Any]:
+        start, end = period
+        fields = {
+            "billing_thresholds": None,
+            "created": created,
+            "current_period_end": end,
+            "current_period_start": start,
+            "discounts": [],
+            "metadata": metadata,
+            "price": price["id"],
+            "subscription": subscription_id,
+            "tax_rates": [],
+        }
+        if quantity is not None:  # metered items carry no quantity
+            fields["quantity"] = quantity
+        return {"id": item_id or self.item_store.new_id(), "object": "subscription_item", **fields}
+
+    # -- create
+
+    def insert(
+        self, changes: Mapping[str, Any], *, object_id: str | None = None, created: Any = None
+    ) -> dict[str, Any]:
+        with self.store.lock:
+            customer = self.customers.store.require(changes["customer"], "customer", 400)
+            lines = []
+            for n, spec in enumerate(changes["items"]):
+                param = f"items[{n}]"
+                if "price" not in spec:
+                    raise missing_parameter(f"{param}[price]")
+                price = self._price(spec["price"], f"{param}[price]")
+                metadata = spec["metadata"].apply({}) if "metadata" in spec else {}
+                lines.append((price, self._quantity_of(price, spec, param), metadata, None))
+            return self.start(customer["id"], lines, changes)
+
+    def start(
+        self,
+        customer: str,
+        lines: Sequence[Line],
+        changes: Mapping[str, Any],
+        *,
+        object_id: str | None = None,
+        created: int | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        """A new subscription of (price, quantity, metadata, item id) lines, under the store
+        lock: every check first, then the writes. Also what an accepted quote creates."""
+        with self.store.lock:
+            return self._start(customer, lines, changes, object_id, created, status)
+
+    def _start(
+        self,
+        customer: str,
+        lines: Sequence[Line],
+        changes: Mapping[str, Any],
+        object_id: str | None,
+        created: int | None,
+        status: str | None,
+    ) -> dict[str, Any]:
+        currency, interval, interval_count = self._terms(
+            [(price, f"items[{n}][price]") for n, (price, *_) in enumerate(lines)],
+            one_per_price=status is None,  # a seed names its status
+        )
+        self.store.check_unused(object_id)
+        for *_, item_id in lines:
+            self.item_store.check_unused(item_id, "items")
+        now = int(self.context.clock.now()) if created is None else created
+        collection = changes.get("collection_method", "charge_automatically")
+        days = changes.get("days_until_due")
+        due_terms(collection, days)
+        trial_end = changes.get("trial_end")
+        if trial_end == "now":
+            trial_end = None
+        elif trial_end is not None:
+            trial_end = future(trial_end, now, "trial_end")
+        if "trial_period_days" in changes and changes["trial_period_days"] > 0:
+            trial_end = now + DAY * changes["trial_period_days"]
+        natural_end = add_interval(now, interval, interval_count)
+        anchor = changes.get("billing_cycle_anchor")
+        if anchor is not None:
+            future(anchor, now, "billing_cycle_anchor")
+            if anchor > add_interval(trial_end or now, interval, interval_count):
+                raise invalid(  # ours, after Stripe's rule
+                    "billing_cycle_anchor cannot be later than the next natural billing date "
+                    f"({natural_end}) of the subscription's prices.",
+                    "billing_cycle_anchor",
+                )
+        period_end = trial_end or anchor or natural_end
+        if status is None:
+            due = sum(licensed_amount(price, quantity) for price, quantity, *_ in lines)
+            status = self._first_status(changes, collection, trial_end is not None, due > 0)
+        metadata = changes["metadata"].apply({}) if "metadata" in changes else {}
+        obj = subscription_object(
+            object_id or self.store.new_id(), customer, currency, now, status, metadata
+        )
+        obj.update(
+            billing_cycle_anchor=trial_end or anchor or now,
+            collection_method=collection,
+            days_until_due=days,
+            description=changes.get("description"),
+            trial_end=trial_end,
+            trial_start=now if trial_end else None,
+        )
+        self._schedule_cancel(obj, changes, now, period_end)
+        self.store.insert(obj)
+        for price, quantity, item_metadata, item_id in lines:
+            item = self._new_item(
+                obj["id"], price, quantity, item_metadata, (now, period_end), now, item_id
+            )
+            self.item_store.insert(item)
+        return obj
+
+    def _first_status(
+        self, changes: Mapping[str, Any], collection: str, trial: bool, due: bool
+    ) -> str:
+        """Stripe's first status for a customer without a payment method (none exist here)."""
+        behavior = changes.get("payment_behavior", "allow_incomplete")
+        if behavior == "pending_if_incomplete":
+            raise invalid(  # ours: Stripe documents it for updates (pending updates) only
+                "payment_behavior=pending_if_incomplete is only supported when updating a "
+                "subscription.",
+                "payment_behavior",
+            )
+        if trial:
+            return "trialing"
+        if collection == "send_invoice" or not due:
+            return "active"
+        if behavior == "default_incomplete":
+            return "incomplete"
+        raise invalid(NO_PAYMENT_METHOD_SUBSCRIPTION)
+
+    def _schedule_cancel(
+        self, obj: dict[str, Any], changes: Mapping[str, Any], now: int, period_end: int
+    ) -> None:
+        """`cancel_at` / `cancel_at_period_end`: recorded (the clock does not carry it out).
+        As Stripe shows it, `canceled_at` is the time of the request."""
+        if "cancel_at" in changes:
+            cancel_at = changes["cancel_at"]
+            if cancel_at is not None:
+                future(cancel_at, now, "cancel_at")
+            obj.update(cancel_at=cancel_at, cancel_at_period_end=False)
+        if "cancel_at_period_end" in changes:
+            at_end = changes["cancel_at_period_end"]
+            obj.update(cancel_at=period_end if at_end else None, cancel_at_period_end=at_end)
+        if "cancel_at" in changes or "cancel_at_period_end" in changes:
+            scheduled = obj["cancel_at"] is not None
+            obj["canceled_at"] = now if scheduled else None
+            obj["cancellation_details"] = {
+                **obj["cancellation_details"],
+                "reason": "cancellation_requested" if scheduled else None,
+            }
+
+    # -- update
+
+    def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        """Check everything, then write the items; the caller stores the subscription."""
+        now = int(self.context.clock.now())
+        if obj["status"] in ENDED and set(changes) - CANCELED_WRITABLE:
+            message = CANCELED_UPDATE if obj["status"] == "canceled" else EXPIRED_UPDATE
+            raise invalid(message)
+        stored = self.item_store.where("subscription", obj["id"])
+        period = (stored[0]["current_period_start"], stored[0]["current_period_end"])
+        kept = {item["id"]: item for item in stored}
+        log: dict[str, list[str]] = {"added": [], "updated": [], "deleted": []}
+        added: list[dict[str, Any]] = []
+        for n, spec in enumerate(changes.get("items", [])):
+            self._item_change(obj, spec, f"items[{n}]", kept, added, log, period)
+        if "items" in changes:
+            priced = [(self.prices.store.require(i["price"]), "items") for i in kept.values()]
+            priced += [(self.prices.store.require(i["price"]), "items") for i in added]
+            self._terms(priced)
+        collection = changes.get("collection_method", obj["collection_method"])
+        if "days_until_due" in changes:
+            days = changes["days_until_due"]
+        else:  # moving to charge_automatically drops the terms
+            days = obj["days_until_due"] if collection == "send_invoice" else None
+        due_terms(collection, days)
+        obj.update(collection_method=collection, days_until_due=days)
+        if changes.get("billing_cycle_anchor") == "now":
+            start = now
+            end = add_interval(now, *self._interval(kept, added))
+            period = (start, end)
+            obj["billing_cycle_anchor"] = now
+            for item_id, item in kept.items():
+                kept[item_id] = {**item, "current_period_start": start, "current_period_end": end}
+            for item in added:
+                item.update(current_period_start=start, current_period_end=end)
+        if "trial_end" in changes:
+            self._move_trial(obj, changes["trial_end"], now, kept, added)
+        self._schedule_cancel(obj, changes, now, period[1])
+        for key in ("description",):
+            if key in changes:
+                obj[key] = changes[key]
+        if "metadata" in changes:
+            obj["metadata"] = changes["metadata"].apply(obj["metadata"])
+        if "cancellation_details" in changes:
+            obj["cancellation_details"] = {**obj["cancellation_details"],
+                                           **changes["cancellation_details"]}  # fmt: skip
+        # every check passed: write the items
+        for item in stored:
+            if item["id"] not in kept:
+                self.item_store.mark_deleted(item["id"])
+            elif kept[item["id"]] is not item:
+                self.item_store.replace(kept[item["id"]])
+        for item in added:
+            self.item_store.insert(item)
+        self.updates.setdefault(obj["id"], []).append({
+            "proration_behavior": changes.get("proration_behavior", "create_prorations"),
+            "payment_behavior": changes.get("payment_behavior", "allow_incomplete"),
+            "fields": sorted(set(changes) - {"expand"}),
+            **log,
+        })  # fmt: skip
+
+    def _interval(
+        self, kept: Mapping[str, Mapping[str, Any]], added: list[dict[str, Any]]
+    ) -> tuple[str, int]:
+        item = next(iter(kept.values()), None) or added[0]
+        recurring = self.prices.store.require(item["price"])["recurring"]
+        return recurring["interval"], recurring["interval_count"]
+
+    def _item_change(
+        self,
+        obj: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        param: str,
+        kept: dict[str, dict[str, Any]],
+        added: list[dict[str, Any]],
+        log: dict[str, list[str]],
+        period: tuple[int, int],
+    ) -> None:
+        """One `items[n]` of an update, applied to `kept` (id -> item) or `added`."""
+        item_id = spec.get("id")
+        if item_id is None:
+            if spec.get("deleted"):
+                raise missing_parameter(f"{param}[id]")
+            if "price" not in spec:
+                raise missing_parameter(f"{param}[price]")
+            price = self._price(spec["price"], f"{param}[price]")
+            metadata = spec["metadata"].apply({}) if "metadata" in spec else {}
+            quantity = self._quantity_of(price, spec, param)
+            now = int(self.context.clock.now())
+            item = self._new_item(obj["id"], price, quantity, metadata, period, now)
+            added.append(item)
+            log["added"].append(item["id"])
+            return
+        if item_id not in kept:
+            raise no_such("subscription_item", item_id, f"{param}[id]", 400)
+        if spec.get("deleted"):
+            del kept[item_id]
+            log["deleted"].append(item_id)
+            return
+        item = copy.deepcopy(kept[item_id])
+        price = self.prices.store.require(item["price"])
+        if "price" in spec and spec["price"] != item["price"]:
+            price = self._price(spec["price"], f"{param}[price]")
+            item["price"] = price["id"]
+            item.pop("quantity", None)
+            if (quantity := self._quantity_of(price, {}, param)) is not None:
+                item["quantity"] = quantity
+        if "quantity" in spec:
+            item["quantity"] = self._quantity_of(price, spec, param)
+        if "metadata" in spec:
+            item["metadata"] = spec["metadata"].apply(item["metadata"])
+        kept[item_id] = item
+        log["updated"].append(item_id)
+
+    def _move_trial(
+        self,
+        obj: dict[str, Any],
+        trial_end: Any,
+        now: int,
+        kept: Mapping[str, Mapping[str, Any]],
+        added: list[dict[str, Any]],
+    ) -> None:
+        """`trial_end=now` ends a trial: with nothing to charge it with, a charge_automatically
+        subscription that owes money is `past_due` (ours); a future time starts or moves it."""
+        if trial_end == "now":
+            if obj["status"] != "trialing":
+                return
+            items = [*kept.values(), *added]
+            due = sum(
+                licensed_amount(self.prices.store.require(i["price"]), i.get("quantity"))
+                for i in items
+            )
+            owes = obj["collection_method"] == "charge_automatically" and due > 0
+            obj.update(status="past_due" if owes else "active", trial_end=now)
+            return
+        obj.update(trial_end=future(trial_end, now, "trial_end"), status="trialing")
+        if obj["trial_start"] is None:
+            obj["trial_start"] = now
+
+    # -- cancel
+
+    def cancel(self, params: dict[str, Any], object_id: str | None) -> dict[str, Any]:
+        """`DELETE /v1/subscriptions/{id}`: canceled now (`invoice_now`, `prorate` are taken
+        and change nothing: no invoices here)."""
+        assert object_id is not None
+        check_known(params, {"cancellation_details", "expand", "invoice_now", "prorate"})
+        expand = expand_names(params, self.expandable)
+        details: dict[str, Any] = {}
+        for key, value in params.items():
+            if key in ("invoice_now", "prorate"):
+                flag(key)(value)
+            elif key == "cancellation_details":
+                details = _cancellation_details(value, key)
+        with self.store.lock:
+            obj = copy.deepcopy(self.store.require(object_id))
+            if obj["status"] in ENDED:
+                raise invalid(  # ours: we did not find Stripe's wording
+                    f"Subscription `{object_id}` is already {obj['status']}: it cannot be "
+                    "canceled again.",
+                )
+            now = int(self.context.clock.now())
+            obj.update(status="canceled", canceled_at=now, ended_at=now)
+            obj["cancellation_details"] = {
+                **obj["cancellation_details"],
+                **details,
+                "reason": "cancellation_requested",
+            }
+            self.store.replace(obj)
+        return self.render(obj, expand)
+
     # -- control API
 
     def seed_one(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -173,96 +778,27 @@ class SubscriptionsResource(ObjectResource):
         customer = string_param(params["customer"], "customer", 5000, emptyable=False) or ""
         self.customers.store.require(customer, "customer", 400)
         raw_items = as_list(params.get("items", []), "items")
-        if not 1 <= len(raw_items) <= MAX_ITEMS:
-            raise invalid(f"A subscription needs 1 to {MAX_ITEMS} items", "items")
-        status = enum_param(params.get("status", "active"), "status", STATUSES)
-        metadata = metadata_change(params["metadata"]).apply({}) if "metadata" in params else {}
-        specs = []
-        for position, raw in enumerate(raw_items):
-            specs.append(self._item_spec(raw, f"items[{position}]"))
-        terms = {
-            (p["currency"], p["recurring"]["interval"], p["recurring"]["interval_count"])
-            for _, p, _, _ in specs
-        }
-        if len(terms) > 1:
-            raise invalid(
-                "All prices on a subscription must have the same currency and billing interval",
-                "items",
-            )
-        [(currency, interval, interval_count)] = terms
-        with self.store.lock:
-            subscription_id = params.get("id")
-            self.store.check_unused(subscription_id)
-            for item_id, *_ in specs:
-                self.item_store.check_unused(item_id, "items")
-            now = int(self.context.clock.now())
-            created = now
-            if params.get("created") is not None:
-                created = integer_param(params["created"], "created")
-            period_end = add_interval(created, interval, interval_count)
-            obj = subscription_object(
-                subscription_id or self.store.new_id(),
-                customer,
-                currency,
-                created,
-                status,
-                metadata,
-            )
-            self.store.insert(obj)
-            for item_id, price, quantity, item_metadata in specs:
-                item: dict[str, Any] = {
-                    "id": item_id or self.item_store.new_id(),
-                    "object": "subscription_item",
-                    "billing_thresholds": None,
-                    "created": created,
-                    "current_period_end": period_end,
-                    "current_period_start": created,
-                    "discounts": [],
-                    "metadata": item_metadata,
-                    "price": price["id"],
-                    "quantity": quantity,
-                    "subscription": obj["id"],
-                    "tax_rates": [],
-                }
-                if quantity is None:  # metered items carry no quantity
-                    del item["quantity"]
-                self.item_store.insert(item)
-            return obj
-
-    def _item_spec(
-        self, raw: Any, param: str
-    ) -> tuple[str | None, dict[str, Any], int | None, dict[str, str]]:
-        if not isinstance(raw, Mapping):
-            raise invalid(f"Invalid object: {param} must be an object", param)
-        check_known(raw, {"id", "metadata", "price", "quantity"}, param)
-        if "price" not in raw:
-            raise missing_parameter(f"{param}[price]")
-        price_id = string_param(raw["price"], f"{param}[price]", 5000, emptyable=False) or ""
-        price = self.prices.store.require(price_id, f"{param}[price]", 400)
-        if price["recurring"] is None:
-            raise invalid(
-                f"The price `{price_id}` is not recurring: subscriptions need recurring prices",
-                f"{param}[price]",
-            )
-        metered = price["recurring"]["usage_type"] == "metered"
-        quantity: int | None = None if metered else 1
-        if "quantity" in raw and raw["quantity"] is not None:
-            if metered:
-                raise invalid(METERED_QUANTITY, f"{param}[quantity]")
-            quantity = _quantity(raw["quantity"], f"{param}[quantity]")
-        metadata = metadata_change(raw["metadata"]).apply({}) if "metadata" in raw else {}
-        item_id = raw.get("id")
-        return item_id, price, quantity, metadata
+        status = choice("status", STATUSES)(params.get("status", "active"))
+        changes: dict[str, Any] = {}
+        if "metadata" in params:
+            changes["metadata"] = metadata_change(params["metadata"])
+        lines = []
+        for n, raw in enumerate(raw_items):
+            param = f"items[{n}]"
+            spec = item_params(raw, param, {"id", "metadata", "price", "quantity"})
+            if "price" not in spec:
+                raise missing_parameter(f"{param}[price]")
+            price = self._price(spec["price"], f"{param}[price]", seeding=True)
+            metadata = spec["metadata"].apply({}) if "metadata" in spec else {}
+            lines.append((price, self._quantity_of(price, spec, param), metadata, spec.get("id")))
+        created = None
+        if params.get("created") is not None:
+            created = _integer(params["created"], "created")
+        return self.start(customer, lines, changes, object_id=params.get("id"),
+                          created=created, status=status)  # fmt: skip
 
 
 METERED_QUANTITY = "Quantity should not be specified where usage_type is `metered`."  # ours
-
-
-def _quantity(value: Any, param: str) -> int:
-    quantity = integer_param(value, param)
-    if quantity < 0:
-        raise invalid(f"Invalid {param}: must be greater than or equal to 0", param)
-    return quantity
 
 
 def subscription_object(
@@ -417,13 +953,12 @@ class SubscriptionItemsResource(ObjectResource):
         expand_names(params, ITEM_EXPANDABLE)
         changes: dict[str, Any] = {"proration_behavior": "create_prorations"}
         if "quantity" in params:
-            changes["quantity"] = _quantity(params["quantity"], "quantity")
+            changes["quantity"] = quantity_param(params["quantity"], "quantity")
         if "metadata" in params:
             changes["metadata"] = metadata_change(params["metadata"])
         if "proration_behavior" in params:
-            changes["proration_behavior"] = enum_param(
-                params["proration_behavior"], "proration_behavior", PRORATION_BEHAVIORS
-            )
+            behavior = choice("proration_behavior", PRORATION_BEHAVIORS)
+            changes["proration_behavior"] = behavior(params["proration_behavior"])
         return changes
 
     def apply(self, obj: dict[str, Any], changes: Mapping[str, Any]) -> None:
