@@ -85,15 +85,16 @@ def write_state(project_dir: Path, database: Path) -> int:
             started = datetime.now(timezone.utc)
             warehouse.record_run(RunRecord(run_id, spec.model.unique_id, "sync", started))
             now = started.replace(tzinfo=None).isoformat(sep=" ")
-            ctes = str(warehouse._render("diff_ctes", **warehouse._diff_args(spec)))
+            # The diff's model part: each row's columns, normalized key and row hash.
+            model_sql = warehouse._render("diff_parts", **warehouse._diff_args(spec))["model"]
             insert = (
-                f"insert into {state_relation} ({', '.join(STATE_COLUMNS)})\n{ctes}\n"
+                f"insert into {state_relation} ({', '.join(STATE_COLUMNS)})\n"
                 f"select {_literal(spec.model.unique_id)}, _sa_key, "
                 f"{_literal(spec.object.name)}, "
                 "'cus_B' || lpad(cast(row_number() over () - 1 as varchar), 13, '0'), "
                 f"_sa_hash, {_synced_values_sql(spec)}, 'created', null, "
                 f"cast({_literal(now)} as timestamp), {_literal(run_id)}\n"
-                "from _sa_classified"
+                f"from ({model_sql}) as _sa_model"
             )
             statements.append((spec, insert, run_id))
     # The dbt adapter has closed the file: write the rows in one statement per model.

@@ -17,7 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,17 @@ def quiet_dbt_events(debug_log: Path | None = None) -> None:
             )
 
 
-# DuckDB's memory for the sync's own queries when the profile sets none (see
-# DbtSession._limit_duckdb_memory); a profile's `settings: {memory_limit: ...}` wins.
-DUCKDB_MEMORY_LIMIT = "256MB"
+# DuckDB's memory and threads for the sync's own queries when the profile sets none (see
+# DbtSession._limit_duckdb_memory); a profile's `settings: {memory_limit: ..., threads: ...}`
+# wins. The diff's one aggregate spills to DuckDB's temp directory under this cap at any
+# model size; a second thread needs a cap of its own for its partitions (benchmarks/RESULTS.md).
+DUCKDB_MEMORY_LIMIT = "64MB"
+DUCKDB_THREADS = 1
+# A read that still fails with DuckDB's out-of-memory error (nothing handed out yet: safe to
+# run again) is run again under the next cap, then the cap goes back to the first. A sync
+# that writes its state takes the second for good: DuckDB holds what a transaction wrote in
+# memory until a checkpoint, beside the open stream (a plan writes nothing).
+DUCKDB_MEMORY_RETRY_LIMITS = ("256MB", "1GB")
 
 
 @dataclass
@@ -126,6 +134,11 @@ class DbtSession:
     adapter: Any  # the adapter instance (BaseAdapter subclass)
     settings: ProjectSettings
     manifest: Any  # dbt's Manifest: the macros we run (ours, dbt's, the adapter's)
+    # DuckDB: the caps the sync may set (none when the profile sets its own), and which
+    # one is set.
+    _duckdb_caps: list[str] = field(default_factory=list)
+    _duckdb_cap: int = 0
+    _duckdb_base_cap: int = 0  # the cap a read goes back to: 1 once the sync writes
 
     # -- opening -------------------------------------------------------------------------
 
@@ -269,10 +282,47 @@ class DbtSession:
         if self.adapter_type != "duckdb":
             return
         settings = getattr(self.config.credentials, "settings", None) or {}
-        if "memory_limit" in settings or "max_memory" in settings:
+        statements = []
+        if "memory_limit" not in settings and "max_memory" not in settings:
+            self._duckdb_caps = [DUCKDB_MEMORY_LIMIT, *DUCKDB_MEMORY_RETRY_LIMITS]
+            # the cap in force (a read may have raised it): the setting is the database's
+            statements.append(f"SET memory_limit = '{self._duckdb_caps[self._duckdb_cap]}'")
+        if "threads" not in settings and "worker_threads" not in settings:
+            statements.append(f"SET threads = {DUCKDB_THREADS:d}")
+        for statement in statements:
+            with contextlib.suppress(Exception):
+                conn.handle.cursor().execute(statement)
+
+    def raise_memory_limit(self, conn: Any, exc: BaseException) -> bool:
+        """After DuckDB's out-of-memory error on a read: raise the cap the sync set to the
+        next one and say so (True), or False when the error is another one, the profile
+        set its own cap, or the last cap was reached."""
+        caps, current = self._duckdb_caps, self._duckdb_cap
+        if not _is_out_of_memory(exc) or current + 1 >= len(caps):
+            return False
+        self._duckdb_cap = current + 1
+        with self.using(conn):
+            conn.handle.cursor().execute(f"SET memory_limit = '{caps[current + 1]}'")
+        return True
+
+    def restore_memory_limit(self, conn: Any) -> None:
+        """The base cap again, after a read that needed a higher one."""
+        caps, base = self._duckdb_caps, self._duckdb_base_cap
+        if self._duckdb_cap == base or not caps:
             return
-        with contextlib.suppress(Exception):
-            conn.handle.cursor().execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        self._duckdb_cap = base
+        with contextlib.suppress(Exception), self.using(conn):
+            conn.handle.cursor().execute(f"SET memory_limit = '{caps[base]}'")
+
+    def allow_writes(self, conn: Any) -> None:
+        """Before the first state write of a sync: the cap for a writer, for good."""
+        if len(self._duckdb_caps) < 2 or self._duckdb_base_cap >= 1:
+            return
+        self._duckdb_base_cap = 1
+        if self._duckdb_cap < 1:
+            self._duckdb_cap = 1
+            with contextlib.suppress(Exception), self.using(conn):
+                conn.handle.cursor().execute(f"SET memory_limit = '{self._duckdb_caps[1]}'")
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -401,15 +451,25 @@ class DbtSession:
             handle = conn.handle
         # A named cursor lives in a transaction; in autocommit mode only WITH HOLD works.
         hold = bool(getattr(handle, "autocommit", False))
+        if not hold:
+            # After dbt's own BEGIN ... COMMIT statements on this connection (the diff's
+            # keys table), psycopg2 still believes a transaction is open and would not
+            # begin one for the cursor: end it on the driver's side.
+            with contextlib.suppress(psycopg2.Error):
+                handle.rollback()
         cursor = handle.cursor(name=f"stripe_sync_{uuid.uuid4().hex[:12]}", withhold=hold)
         try:
             try:
                 cursor.execute(sql)
+                # Each fetch is a round trip: fetch many batches at once, hand them out one
+                # at a time (a first plan of a million rows took 2,000 fetches of 500).
+                fetch = max(batch_size, _SERVER_FETCH_ROWS)
                 while True:
-                    rows = cursor.fetchmany(batch_size)
+                    rows = cursor.fetchmany(fetch)
                     if not rows:
                         return
-                    yield [tuple(row) for row in rows]
+                    for start in range(0, len(rows), batch_size):
+                        yield [tuple(row) for row in rows[start : start + batch_size]]
             except psycopg2.Error as exc:
                 raise WarehouseError(
                     f"The warehouse query failed on {self.describe_target()}: {_one_line(exc)}"
@@ -437,6 +497,10 @@ class DbtSession:
         return str(relation)
 
 
+# Rows per round trip of a server-side cursor (PostgreSQL, Redshift): a few MB at most.
+_SERVER_FETCH_ROWS = 10_000
+
+
 def _close_duckdb_environment(manager_class: Any) -> None:
     """dbt-duckdb keeps its database open for the process (`keep_open` defaults to true):
     close it, so a `dbt` command run next (DuckDB allows one writer) can open the file."""
@@ -450,6 +514,15 @@ def _close_duckdb_environment(manager_class: Any) -> None:
         manager_class._ENV = None
     with contextlib.suppress(Exception):
         environment.close()
+
+
+def _is_out_of_memory(exc: BaseException | None) -> bool:
+    """DuckDB's out-of-memory error, wrapped or not (dbt and we wrap driver errors)."""
+    while exc is not None:
+        if type(exc).__name__ == "OutOfMemoryException" or "Out of Memory Error" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _is_driver_error(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
@@ -35,7 +36,7 @@ from .records import (
 )
 from .spec import SyncSpec
 
-MACROS_API_VERSION = 5  # what macros/util.sql's macros_api_version() must return
+MACROS_API_VERSION = 6  # what macros/util.sql's macros_api_version() must return
 
 STATE_TABLE = "stripe_sync_state"
 RUNS_TABLE = "stripe_sync_runs"
@@ -62,6 +63,9 @@ class Warehouse:
         self._session = session
         self._conn = session.connection("stripe_sync")
         self._streams: list[Any] = []
+        # model id -> (the connection, its temporary table of the keys to act on) that
+        # diff_counts left for the model's next stream_diff.
+        self._prepared: dict[str, tuple[Any, str]] = {}
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._relation_columns: dict[str, list[str]] = {}
         # Keys the current diff reported as duplicated, per model: their outcomes go to the
@@ -91,6 +95,7 @@ class Warehouse:
         for conn in list(self._streams):
             self._session.close_connection(conn)
         self._streams.clear()
+        self._prepared.clear()
         self._session.close_connection(self._conn)
         self._session.close()
 
@@ -223,14 +228,44 @@ class Warehouse:
 
     def diff_counts(self, spec: SyncSpec, full_resync: bool = False) -> DiffCounts:
         """Counts over the whole model; the same with or without full_resync (`unchanged`
-        counts the rows a full resync re-plans as RESYNC)."""
+        counts the rows a full resync re-plans as RESYNC).
+
+        Where the adapter has temporary tables, the keys to act on are kept in one, on the
+        connection the next stream_diff of this model reads from: the model and its state
+        are aggregated once for both (a 10M-row model: the longest step of a plan)."""
         self._ensure()
-        sql = self._render("diff_counts_sql", **self._diff_args(spec))
-        with self._transaction():
-            rows = self._execute(sql, None, True)
+        args = self._diff_args(spec)
+        self._drop_prepared(spec.model.unique_id)
+        table = f"_sa_keys_{uuid.uuid4().hex[:12]}"
+        create = str(self._render("diff_keys_table_sql", table=table, **args)).strip()
+        if create:
+            conn = self._session.connection("stripe_sync_stream")
+            self._streams.append(conn)
+            self._prepared[spec.model.unique_id] = (conn, table)
+            sql = str(self._render("diff_counts_from_table_sql", table=table,
+                                   relation_name=args["relation_name"], scope=args["scope"]))
+            while True:
+                try:
+                    with self._session.transaction(conn):
+                        self._session.execute(conn, create)
+                        rows = self._session.execute(conn, sql, None, True)
+                    break
+                except WarehouseError as exc:
+                    if not self._session.raise_memory_limit(conn, exc):
+                        raise
+                finally:
+                    self._session.restore_memory_limit(conn)
+        else:
+            sql = self._render("diff_counts_sql", **args)
+            with self._transaction():
+                rows = self._execute(sql, None, True)
         total, new, changed, unchanged, retry, invalid_key, unsynced, removed = (
             int(value or 0) for value in rows[0]
         )
+        if total - unchanged > changed + unchanged + retry + unsynced + removed:
+            # More keys to act on than state rows (a first sync): the stream's join keeps
+            # the smaller side, the state, and the keys table would only take memory.
+            self._drop_prepared(spec.model.unique_id)
         return DiffCounts(
             total=total,
             new=new,
@@ -247,16 +282,22 @@ class Warehouse:
     ) -> Iterator[list[DiffRow]]:
         """Rows needing action, in batches; memory bounded by batch_size."""
         self._ensure()
-        sql = self._render("diff_select_sql", full_resync=full_resync, **self._diff_args(spec))
+        prepared = self._prepared.pop(spec.model.unique_id, None)
+        if prepared is not None and full_resync:  # the table lacks the unchanged keys
+            self._close_stream(prepared[0])
+            prepared = None
+        conn, table = prepared or (self._session.connection("stripe_sync_stream"), None)
+        if prepared is None:
+            self._streams.append(conn)
+        sql = self._render("diff_select_sql", full_resync=full_resync, keys_table=table,
+                           **self._diff_args(spec))
         duplicates = self._duplicate_keys[spec.model.unique_id] = set()
-        conn = self._session.connection("stripe_sync_stream")
-        self._streams.append(conn)
         columns = spec.columns  # a property that builds the tuple: once, not per row
         width = len(columns)
         ref_paths = [m.path for m in spec.references]
         scoped = spec.account_column is not None
         try:
-            for raw_rows in self._session.stream(conn, sql, batch_size):
+            for raw_rows in self._stream_rows(conn, sql, batch_size):
                 batch = [_diff_row(columns, width, raw, full_resync, ref_paths, scoped)
                          for raw in raw_rows]
                 duplicates.update(
@@ -266,9 +307,40 @@ class Warehouse:
                 )
                 yield batch
         finally:
-            self._session.close_connection(conn)
-            if conn in self._streams:
-                self._streams.remove(conn)
+            self._close_stream(conn)
+
+    def _stream_rows(self, conn: Any, sql: str, batch_size: int
+                     ) -> Iterator[list[tuple[Any, ...]]]:
+        """The session's stream; run again under a higher DuckDB cap when it fails out of
+        memory before its first batch (a read: nothing was handed out)."""
+        try:
+            while True:
+                started = False
+                try:
+                    for rows in self._session.stream(conn, sql, batch_size):
+                        started = True
+                        yield rows
+                    return
+                except WarehouseError as exc:
+                    if started or not self._session.raise_memory_limit(conn, exc):
+                        raise
+        finally:
+            self._session.restore_memory_limit(conn)
+
+    def _close_stream(self, conn: Any) -> None:
+        """Close a stream's connection (its temporary keys table goes with it)."""
+        self._session.close_connection(conn)
+        if conn in self._streams:
+            self._streams.remove(conn)
+
+    def _drop_prepared(self, model_id: str | None = None) -> None:
+        """Forget the keys table diff_counts left for a model (every model's: None). A
+        write to the state makes them stale (a key synced since, a reference resolved):
+        the next stream then aggregates on its own."""
+        for uid in [model_id] if model_id is not None else list(self._prepared):
+            prepared = self._prepared.pop(uid, None)
+            if prepared is not None:
+                self._close_stream(prepared[0])
 
     def removed_keys(self, spec: SyncSpec, limit: int = 20) -> list[str]:
         """A sample of keys in state that are gone from the model."""
@@ -309,6 +381,7 @@ class Warehouse:
     def record_run(self, run: RunRecord) -> None:
         """Insert or update (by run_id and model) the runs-table row."""
         self._ensure()
+        self._session.allow_writes(self._conn)
         counts = run.counts or {}
         row: dict[str, Any] = {
             "run_id": run.run_id,
@@ -335,6 +408,8 @@ class Warehouse:
         if not outcomes:
             return
         self._ensure()
+        self._drop_prepared()
+        self._session.allow_writes(self._conn)
         model_id = spec.model.unique_id
         now = _utc_naive()
         duplicates = self._duplicate_keys.get(model_id, set())
@@ -404,6 +479,8 @@ class Warehouse:
         RowOutcome or dict per event); anything else goes through write_outcomes."""
         if not marks:
             return
+        self._drop_prepared()
+        self._session.allow_writes(self._conn)
         if (fresh and len(marks) >= _BULK_MIN_ROWS
                 and self._statements.get(("bulk", STATE_TABLE)) != ""
                 and not any(mark[0] == _CSV_NULL for mark in marks)):  # a key read as null
@@ -452,6 +529,8 @@ class Warehouse:
         if not marks:
             return
         self._ensure()
+        self._drop_prepared()
+        self._session.allow_writes(self._conn)
         model_id = spec.model.unique_id
         with self._transaction():
             for chunk in _chunks(list(marks)):
@@ -470,6 +549,7 @@ class Warehouse:
     def reset_state(self, model: DbtModel) -> int:
         """Delete the model's state rows; return how many."""
         self._ensure()
+        self._drop_prepared()
         with self._transaction():
             rows = self._execute(self._statement("state_count_sql"), [model.unique_id], True)
             self._execute(self._statement("state_reset_sql"), [model.unique_id])

@@ -5,7 +5,7 @@
 {#- The version of the macro interface the Python package calls: bumped when a macro's
     arguments or result change, so an old installed package is reported, not misused. -#}
 {% macro macros_api_version() %}
-  {{ return(5) }}
+  {{ return(6) }}
 {% endmacro %}
 
 

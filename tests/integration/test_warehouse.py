@@ -451,6 +451,82 @@ def test_null_empty_and_duplicate_keys_are_invalid(warehouse: Warehouse, project
     assert results == [(5,)]
 
 
+def test_stream_after_the_counts_reads_the_keys_they_kept(
+    warehouse: Warehouse, project: BuiltProject
+):
+    """diff_counts keeps the keys to act on in a temporary table, on the connection of the
+    model's next stream: the model is aggregated once for both, and the stream is the one
+    it would be alone (duplicated, new, changed keys; unchanged and removed ones left out).
+    With more keys to act on than state rows, the table is dropped (a first sync)."""
+    model = copy_model(warehouse, project.model("customers"))
+    spec = customer_spec(
+        model, key_column="email", key_field="email", fields=(FieldMapping("name", "full_name"),)
+    )
+    assert warehouse.diff_counts(spec).new == 5
+    assert spec.model.unique_id not in warehouse._prepared  # all new: the state is smaller
+    sync_all(warehouse, spec)
+    for statement in (
+        "update {t} set email = ' AMY@example.com ' where customer_id = 'c2'",
+        "update {t} set full_name = 'Dan D.' where customer_id = 'c4'",
+        "insert into {t} (customer_id, email, full_name) values ('c9', 'ivy@example.com', 'Ivy')",
+    ):
+        run_sql(warehouse, statement.format(t=model.relation_name))
+
+    def streamed(full_resync: bool = False) -> list[DiffRow]:
+        rows = [row for batch in warehouse.stream_diff(spec, full_resync) for row in batch]
+        return sorted(rows, key=lambda row: str(row.values["full_name"]))
+
+    alone, alone_resync = streamed(), streamed(full_resync=True)
+    counts = warehouse.diff_counts(spec)
+    assert counts == DiffCounts(total=6, new=1, changed=1, unchanged=2, retry=0, removed=1,
+                                invalid_key=2)
+    assert spec.model.unique_id in warehouse._prepared  # DuckDB and PostgreSQL have one
+    assert streamed() == alone
+    assert spec.model.unique_id not in warehouse._prepared
+    assert [row.status for row in alone] == [
+        DiffStatus.INVALID_KEY, DiffStatus.INVALID_KEY, DiffStatus.CHANGED, DiffStatus.NEW]
+    # A full resync needs the unchanged keys too, which the table leaves out: its own query.
+    assert warehouse.diff_counts(spec, full_resync=True) == counts
+    assert streamed(full_resync=True) == alone_resync
+    assert len(alone_resync) == 6
+    # A write to the state makes a kept table stale: the next stream reads the state again.
+    warehouse.diff_counts(spec)
+    warehouse.write_outcomes("run2", spec, [created(alone[2])])
+    assert spec.model.unique_id not in warehouse._prepared
+    assert [row.status for row in streamed()] == [
+        DiffStatus.INVALID_KEY, DiffStatus.INVALID_KEY, DiffStatus.NEW]
+
+
+def test_a_read_out_of_memory_runs_again_under_a_higher_cap(
+    warehouse: Warehouse, project: BuiltProject, monkeypatch: pytest.MonkeyPatch
+):
+    """DuckDB's cap keeps the sync's memory flat; a read that still runs out of it before
+    its first batch (nothing handed out) is run again under the next cap, then the cap is
+    set back."""
+    if project.target != "duckdb":
+        pytest.skip("the cap is the embedded DuckDB's")
+    spec = customer_spec(copy_model(warehouse, project.model("customers")))
+    session = warehouse.session
+    stream = session.stream
+    caps: list[str] = []
+
+    class OutOfMemoryException(Exception):  # noqa: N818 - named as duckdb names it
+        pass
+
+    def out_of_memory_once(conn: Any, sql: str, batch_size: int) -> Any:
+        caps.append(str(run_sql(warehouse, "select current_setting('memory_limit')",
+                                fetch=True)[0][0]))
+        if len(caps) == 1:
+            raise WarehouseError("Out of Memory Error") from OutOfMemoryException()
+        yield from stream(conn, sql, batch_size)
+
+    monkeypatch.setattr(session, "stream", out_of_memory_once)
+    assert len(diff(warehouse, spec)) == 5
+    assert caps == ["61.0 MiB", "244.1 MiB"]  # 64MB, then 256MB
+    assert run_sql(warehouse, "select current_setting('memory_limit')",
+                   fetch=True)[0][0] == "61.0 MiB"
+
+
 def test_full_resync_returns_every_row(warehouse: Warehouse, project: BuiltProject):
     model = copy_model(warehouse, project.model("customers"))
     spec = customer_spec(model)
@@ -629,12 +705,14 @@ def test_streams_10000_rows_in_batches_interleaved_with_writes(
     for index, batch in enumerate(batches):
         sizes.append(len(batch))
         if index == 0 and project.target == "postgres":
-            # a server-side cursor, read 1000 rows at a time
+            # a server-side cursor, read 10,000 rows a round trip, handed out 1000 at a time
+            fetched = dbt_compat._SERVER_FETCH_ROWS
             active = run_sql(
                 warehouse,
                 (
                     "select count(*) from pg_stat_activity where query like "
-                    "'FETCH FORWARD 1000 FROM \"stripe_sync_%' and state = 'idle in transaction'"
+                    f"'FETCH FORWARD {fetched} FROM \"stripe_sync_%' "
+                    "and state = 'idle in transaction'"
                 ),
                 fetch=True,
             )
