@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckResult", "ModelRun", "ResetResult", "RunResult", "check", "plan",
+__all__ = ["CheckResult", "ModelRun", "ResetResult", "RunResult", "check", "exposures", "plan",
            "reset_state", "sync"]
 
-_LAZY = {"sync": "api", "plan": "api", "check": "api", "reset_state": "api",
+_LAZY = {"sync": "api", "plan": "api", "check": "api", "reset_state": "api", "exposures": "api",
          "RunResult": "results", "ModelRun": "results", "CheckResult": "results",
          "ResetResult": "results"}
 
 if TYPE_CHECKING:
-    from .api import check, plan, reset_state, sync
+    from .api import check, exposures, plan, reset_state, sync
     from .results import CheckResult, ModelRun, ResetResult, RunResult
 
 

@@ -128,6 +128,16 @@ def reset_state(**options: Any) -> ResetResult:
     return run_reset(common_options(**options))
 
 
+def exposures(write: str | os.PathLike[str] | None = None, owner: str | None = None,
+              **options: Any) -> dict[str, Any]:
+    """The synced models as dbt exposures, as `dbt-stripe-sync exposures` makes them: the
+    YAML's document, also written to `write` (relative to the project directory) when
+    given. Takes the project options and `owner`."""
+    from .pipeline import run_exposures
+
+    return run_exposures(common_options(**options), _path(write), owner)
+
+
 _COMMON_NAMES = frozenset(common_options.__kwdefaults__ or ())
 
 

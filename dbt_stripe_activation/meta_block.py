@@ -673,13 +673,23 @@ def _check_whole(
                 f"{obj.name} (behavior {behavior.value}). Map "
                 f"{'it' if len(missing) == 1 else 'them'}, or use behavior: update_only.",
             )
-        amounts = [g for g in obj.exclusive if not any(p in paths or p in declared for p in g)]
-        if obj.replace is not None and amounts:
-            options = " or ".join(amounts[0])
-            problems.add(
-                "fields",
-                f"maps no {options}, which Stripe requires to create a {obj.name}. Map one.",
-            )
+        named = set(paths) | set(declared)
+        for one_of in obj.create_needs_one_of:
+            if not named & set(one_of):
+                problems.add(
+                    "fields",
+                    f"maps no {' or '.join(one_of)}: Stripe needs one of them to create "
+                    f"the {obj.name}. Map one.",
+                )
+        for path, needed in obj.required_with_on_create.items():
+            lacking = [p for p in needed if path in named and p not in named]
+            if lacking:
+                problems.add(
+                    "fields",
+                    f"maps {path} without {', '.join(lacking)}: Stripe needs "
+                    f"{' and '.join(lacking)} with it to create the {obj.name}. Map "
+                    f"{' and '.join(lacking)}.",
+                )
     if not fields and key is not None:
         problems.add(
             "fields",

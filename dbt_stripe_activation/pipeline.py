@@ -243,29 +243,30 @@ def run_check(common: CommonOptions) -> CheckResult:
     return outcome
 
 
-def run_exposures(common: CommonOptions, write: Path | None, owner: str | None) -> int:
-    """The selected synced models as dbt exposures: printed, or written to `write` (a path
-    relative to the project directory), which `dbt parse` then reads."""
-    from . import exposures
+def run_exposures(common: CommonOptions, write: Path | None,
+                  owner: str | None) -> dict[str, Any]:
+    """The selected synced models as dbt exposures (the YAML's document): printed, or written
+    to `write` (a path relative to the project directory), which `dbt parse` then reads."""
+    from . import lineage
 
     settings = project_settings(common)
     manifest, specs = load_specs(settings, common)
-    document = exposures.exposures_document(specs, manifest.project_name, owner)
+    document = lineage.exposures_document(specs, manifest.project_name, owner)
     if write is None:
         if common.output == "json":
             print(report.dumps(document))
-        else:
-            print(exposures.render(document), end="")
-        return report.EXIT_OK
+        elif common.output == "text":
+            print(lineage.render(document), end="")
+        return document
     path = write if write.is_absolute() else settings.project_dir / write
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(exposures.render(document))
+    path.write_text(lineage.render(document))
     if common.output == "json":
         print(report.dumps({"path": str(path), **document}))
     elif common.output == "text":
         names = ", ".join(e["name"] for e in document["exposures"])
         print(f"Wrote {len(document['exposures'])} exposure(s) to {path}: {names}")
-    return report.EXIT_OK
+    return document
 
 
 def run_reset(common: CommonOptions) -> ResetResult:

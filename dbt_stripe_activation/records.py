@@ -28,6 +28,7 @@ class Action(str, Enum):
     DELETE = "delete"  # on_removed: the key left the model (permanent)
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
+    LOCKED = "locked"  # Stripe holds the object final (a finalized invoice's): left as it is
 
 
 class Outcome(str, Enum):
@@ -49,6 +50,9 @@ class Outcome(str, Enum):
     # on_removed: the key left the model and its object was archived or deleted.
     ARCHIVED = "archived"
     DELETED = "deleted"
+    # A change Stripe refuses because the object is final (an item of a finalized invoice):
+    # nothing written; reported with the changed fields until the model or Stripe changes.
+    LOCKED = "locked"
 
     @property
     def succeeded(self) -> bool:
@@ -58,7 +62,8 @@ class Outcome(str, Enum):
 
     @property
     def is_problem(self) -> bool:
-        return self in (Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_FOUND, Outcome.UNCERTAIN)
+        return self in (Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_FOUND, Outcome.UNCERTAIN,
+                        Outcome.LOCKED)
 
 
 # The state's mark of an event sent but not yet acknowledged (never a row's final outcome).
@@ -78,6 +83,7 @@ OUTCOME_OF_ACTION = {
     Action.DELETE: Outcome.DELETED,
     Action.REJECTED: Outcome.REJECTED,
     Action.NOT_FOUND: Outcome.NOT_FOUND,
+    Action.LOCKED: Outcome.LOCKED,
 }
 
 

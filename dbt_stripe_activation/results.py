@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 # The outcomes a row can end in; failures are the ones that make a run not ok.
-PROBLEM_OUTCOMES = ("rejected", "failed", "uncertain")
+PROBLEM_OUTCOMES = ("rejected", "failed", "uncertain", "locked")
 
 
 def problem_lines(entry: Mapping[str, Any], shown: int = 5, label: str = "") -> list[str]:

@@ -53,7 +53,7 @@
         ('status', 'string', false), ('tool_version', 'string', false),
         ('replaced', 'int', false), ('skipped', 'int', false),
         ('sent', 'int', false), ('already_sent', 'int', false), ('uncertain', 'int', false),
-        ('archived', 'int', false), ('deleted', 'int', false),
+        ('archived', 'int', false), ('deleted', 'int', false), ('locked', 'int', false),
       ],
       'primary_key': ['run_id', 'model_unique_id'],
     },

@@ -105,7 +105,7 @@ select
         when _sa_in_state = 0 then 'new'
         when _sa_state_hash is null or _sa_state_hash <> _sa_hash then 'changed'
         when _sa_last_outcome in ('failed', 'in_flight') then 'retry'
-        when _sa_last_outcome in ('rejected', 'not_found', 'uncertain') then 'unsynced'
+        when _sa_last_outcome in ('rejected', 'not_found', 'uncertain', 'locked') then 'unsynced'
         else 'unchanged'
     end as _sa_status
 from (
@@ -222,7 +222,7 @@ _sa_classified as (
             when _sa_state.row_hash is null or _sa_state.row_hash <> _sa_counted._sa_hash
                 then 'changed'
             when _sa_state.last_outcome in ('failed', 'in_flight') then 'retry'
-            when _sa_state.last_outcome in ('rejected', 'not_found', 'uncertain') then 'unsynced'
+            when _sa_state.last_outcome in ('rejected', 'not_found', 'uncertain', 'locked') then 'unsynced'
             else 'unchanged'
         end as _sa_status
     from _sa_counted
@@ -346,7 +346,7 @@ select
     sum(case when _sa_status = 'retry' then 1 else 0 end) as _sa_retry,
     sum(case when _sa_status = 'invalid_key' then _sa_rows_per_key else 0 end) as _sa_invalid_key,
     sum(case when _sa_status = 'unsynced' then 1 else 0 end) as _sa_unsynced,
-    sum(case when _sa_status = 'removed' and coalesce(_sa_last_outcome, '') not in ('archived', 'deleted') then 1 else 0 end) as _sa_removed
+    sum(case when _sa_status = 'removed' and coalesce(_sa_last_outcome, '') not in ('archived', 'deleted', 'locked') then 1 else 0 end) as _sa_removed
 from ({{ parts['keys'] }}) as _sa_keys
   {%- endset -%}
   {{ return(sql) }}
@@ -416,7 +416,7 @@ cross join (
         sum(case when _sa_status = 'retry' then 1 else 0 end) as _sa_retry,
         sum(case when _sa_status = 'invalid_key' then _sa_rows_per_key else 0 end) as _sa_invalid_key,
         sum(case when _sa_status = 'unsynced' then 1 else 0 end) as _sa_unsynced,
-        sum(case when _sa_status = 'removed' and coalesce(_sa_last_outcome, '') not in ('archived', 'deleted') then 1 else 0 end) as _sa_removed
+        sum(case when _sa_status = 'removed' and coalesce(_sa_last_outcome, '') not in ('archived', 'deleted', 'locked') then 1 else 0 end) as _sa_removed
     from {{ stripe_activation.quote_identifier(table) }}
 ) as _sa_counts
   {%- endset -%}
@@ -453,8 +453,9 @@ limit {{ limit | int }}
 
 
 {#- The condition that a state row's object was not removed by on_removed (archived or
-    deleted: `outcomes` narrows it). -#}
-{% macro not_removed(alias, outcomes=['archived', 'deleted']) %}
+    deleted) nor is final in Stripe (locked: a delete would be refused): `outcomes` narrows
+    it. -#}
+{% macro not_removed(alias, outcomes=['archived', 'deleted', 'locked']) %}
   {%- set quoted = [] -%}
   {%- for o in outcomes -%}{%- do quoted.append(stripe_activation.string_literal(o)) -%}{%- endfor -%}
   {{- 'coalesce(' ~ alias ~ ".last_outcome, '') not in (" ~ quoted | join(', ') ~ ')' -}}

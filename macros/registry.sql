@@ -24,6 +24,23 @@
       }
     }
   },
+  "invoice_item": {
+    "behaviors": [
+      "update_or_create",
+      "update_only",
+      "create_only"
+    ],
+    "keys": {
+      "id": {
+        "can_create": false,
+        "casefold": false
+      },
+      "metadata": {
+        "can_create": true,
+        "casefold": false
+      }
+    }
+  },
   "meter_event": {
     "behaviors": [
       "append"

@@ -177,6 +177,9 @@ class UpsertExecutor:
                 if exc.code == "resource_missing":  # deleted already (here or in Stripe)
                     return replace(plan, synced_values=None), Outcome.DELETED, \
                         f"{spec.object.name} {row.stripe_id} no longer exists in Stripe"
+                if exc.code in spec.object.locked_codes:  # final in Stripe: it stays
+                    return replace(plan, action=Action.LOCKED), Outcome.LOCKED, \
+                        _locked_reason(spec.object.name, plan, exc)
                 return plan, Outcome.FAILED if exc.retryable else Outcome.REJECTED, \
                     f"Stripe: {exc}"
             return plan, done, None
@@ -260,6 +263,9 @@ class UpsertExecutor:
                             OUTCOME_OF_ACTION[plan.action], None)
                 except StripeWriteError as again:
                     exc = again
+            if exc.code in spec.object.locked_codes:
+                return desired.row, replace(plan, action=Action.LOCKED), Outcome.LOCKED, \
+                    _locked_reason(spec.object.name, plan, exc)
             outcome = Outcome.FAILED if exc.retryable else Outcome.REJECTED
             return desired.row, plan, outcome, f"Stripe: {exc}"
 
@@ -317,3 +323,11 @@ class UpsertExecutor:
             if exc.code != "resource_missing":  # gone already: nothing left to archive
                 raise
         return replace(plan, stripe_id=new_id)
+
+
+def _locked_reason(object_name: str, plan: RowPlan, exc: StripeWriteError) -> str:
+    """Why nothing was written to an object Stripe holds final, and what changed."""
+    changed = ", ".join(d.path for d in plan.diffs)
+    what = f"{changed} changed in the model; " if changed else ""
+    return (f"{object_name} {plan.stripe_id} is final in Stripe and keeps its values: "
+            f"{what}nothing was written (Stripe: {exc})")

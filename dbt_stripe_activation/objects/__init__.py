@@ -11,13 +11,15 @@ from types import MappingProxyType
 
 from .contract import ObjectSpec
 from .customer import CUSTOMER
+from .invoice_item import INVOICE_ITEM
 from .meter_event import METER_EVENT
 from .price import PRICE
 from .product import PRODUCT
 from .subscription_item import SUBSCRIPTION_ITEM
 
 OBJECT_SPECS: Mapping[str, ObjectSpec] = MappingProxyType(
-    {spec.name: spec for spec in (CUSTOMER, PRODUCT, PRICE, METER_EVENT, SUBSCRIPTION_ITEM)}
+    {spec.name: spec for spec in (CUSTOMER, PRODUCT, PRICE, METER_EVENT, SUBSCRIPTION_ITEM,
+                                  INVOICE_ITEM)}
 )
 
 # The object `check` probes, and whose keys messages list, when no model says which.

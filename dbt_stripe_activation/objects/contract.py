@@ -281,6 +281,10 @@ class ObjectSpec:
     required_on_create: tuple[str, ...] = ()
     # Fields of which at most one may be mapped (unit_amount or unit_amount_decimal).
     exclusive: tuple[tuple[str, ...], ...] = ()
+    # Groups of which a model that creates must map one (a price's amount).
+    create_needs_one_of: tuple[tuple[str, ...], ...] = ()
+    # A field that, mapped by a model that creates, needs others too (amount: currency).
+    required_with_on_create: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Paths Stripe returns only when expanded: path prefix -> expand value ("tax." -> "tax").
     read_expand: Mapping[str, str] = field(default_factory=dict)
     replace: ReplacePolicy | None = None
@@ -302,6 +306,9 @@ class ObjectSpec:
     # Append objects: the ledger's resend window and the bulk transport (meter events).
     delivery: EventDelivery | None = None
     dashboard: DashboardPage | None = None  # None: the Dashboard has no page for one
+    # Stripe's error codes for a write refused because the object is final (an item of a
+    # finalized invoice): the row is `locked`, not rejected, and nothing is retried.
+    locked_codes: tuple[str, ...] = ()
 
     def dashboard_url(self, mode: str, stripe_id: str | None, account: str | None = None,
                       values: Mapping[str, Any] | None = None) -> str | None:

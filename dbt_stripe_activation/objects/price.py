@@ -127,6 +127,7 @@ PRICE = ObjectSpec(
         if all(path in _FIELDS for path in paths)
     },
     exclusive=(AMOUNTS,),
+    create_needs_one_of=(AMOUNTS,),
     replace=ReplacePolicy(
         # Every field the update params lack: amount, currency, product, recurring terms.
         fields=frozenset(path for path, f in _FIELDS.items() if f.create_only),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -302,7 +303,8 @@ class StripeGateway:
         (about 6% of a sync's CPU): the answer's JSON is all a write needs. raw_request
         takes some keyword names as options: no object's field has one (a unit test checks
         every object's catalogue against RAW_REQUEST_NAMES)."""
-        path = "/v1/" + service_name.replace(".", "/")
+        path = _PATHS.get(service_name) or _PATHS.setdefault(
+            service_name, _collection_path(service_name, type(self._service(service_name))))
         if object_id is not None:
             path += "/" + quote_plus(object_id)  # as the SDK puts an id in a path
         client, fields = self._client, {**params, **options}
@@ -368,6 +370,20 @@ class StripeGateway:
             kind_of_error = code or getattr(exc.error, "type", None) or "error"
             text = f"{what}: {status} {kind_of_error}: {message}{request}"
         return kind(redact(text), code=code, retryable=is_retryable(exc), status=status)
+
+
+_PATHS: dict[str, str] = {}  # service -> its collection's path, found once
+
+
+def _collection_path(service_name: str, service_class: type) -> str:
+    """A collection's path as the SDK's own resource class gives it (`/v1/invoiceitems` for
+    the `invoice_items` service): the service's name and the URL differ for some objects."""
+    package = sys.modules[service_class.__module__.rsplit(".", 1)[0]]
+    resource = getattr(package, service_class.__name__.removesuffix("Service"), None)
+    class_url = getattr(resource, "class_url", None)
+    if callable(class_url):
+        return str(class_url())
+    return "/v1/" + service_name.replace(".", "/")
 
 
 def _noun(service_name: str) -> str:

@@ -96,13 +96,13 @@ CONFIG_CASES = [
         "missing_object",
         {"key": KEY_BY_CRM_ID, "fields": {"email": "email"}},
         "{m}: stripe_activation.object: is required: the Stripe object type to sync (customer, "
-        "product, price, meter_event, subscription_item).",
+        "product, price, meter_event, subscription_item, invoice_item).",
     ),
     ConfigCase(
         "unknown_object",
-        {**GOOD, "object": "invoice"},
-        "{m}: stripe_activation.object: 'invoice' is not a supported Stripe object. "
-        "Supported: customer, product, price, meter_event, subscription_item.",
+        {**GOOD, "object": "credit_note"},
+        "{m}: stripe_activation.object: 'credit_note' is not a supported Stripe object. "
+        "Supported: customer, product, price, meter_event, subscription_item, invoice_item.",
     ),
     ConfigCase(
         "misspelled_object",

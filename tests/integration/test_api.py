@@ -123,3 +123,15 @@ def test_import_is_light_and_defines_no_plugins() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[] False True"
+
+
+def test_exposures_returns_the_document_and_writes_it(project: DbtProject) -> None:
+    from dbt_stripe_activation import exposures
+
+    document = exposures(project_dir=project.root, write="models/stripe_exposures.yml",
+                         owner="data@example.com")
+    [exposure] = document["exposures"]
+    assert exposure["name"] == "stripe_sync_stripe_customers"
+    assert exposure["owner"] == {"email": "data@example.com"}
+    written = (project.root / "models" / "stripe_exposures.yml").read_text()
+    assert "stripe_sync_stripe_customers" in written and "ref('stripe_customers')" in written

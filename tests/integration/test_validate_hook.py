@@ -49,9 +49,9 @@ def expected_messages(project: BuiltProject) -> dict[str, str]:
             "(e.g. 'amy@example.com'); make the key unique: one row per key."
         ),
         "bad_block": (
-            "stripe_activation: model 'bad_block' (models/bad_block.sql): object 'invoice' is "
-            "not supported (stripe_activation.object); set object: customer, meter_event, "
-            "price, product, subscription_item. behavior 'upsert' is unknown "
+            "stripe_activation: model 'bad_block' (models/bad_block.sql): object 'credit_note' "
+            "is not supported (stripe_activation.object); set object: customer, invoice_item, "
+            "meter_event, price, product, subscription_item. behavior 'upsert' is unknown "
             "(stripe_activation.behavior); use update_or_create, update_only, create_only."
         ),
     }

@@ -202,6 +202,7 @@ BOOKKEEPING = {
         "uncertain",
         "archived",
         "deleted",
+        "locked",
     ],
     "stripe_sync_row_results": [
         "run_id",

@@ -174,7 +174,7 @@ SYNC_BLOCKS: dict[str, Any] = {
         "fields": {"name": "full_name"},
     },
     "bad_block": {
-        "object": "invoice",
+        "object": "credit_note",
         "behavior": "upsert",
         "key": CRM_KEY,
         "fields": {"email": "email"},

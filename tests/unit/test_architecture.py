@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("boundaries", ("project", "spec", "stripe_api", "stripe_api.*")),
     ("stages", ("dbt_compat", "meta_block", "cross_model", "warehouse", "match", "planner")),
     ("execution", ("execution", "execution.*")),
-    ("commands", ("context", "report", "notify", "exposures", "pipeline")),
+    ("commands", ("context", "report", "notify", "lineage", "pipeline")),
     ("entry points", ("api", "cli", "integrations", "integrations.*")),
 )
 

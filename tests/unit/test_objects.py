@@ -33,6 +33,7 @@ from dbt_stripe_activation.objects.contract import (
     ValueKind,
 )
 from dbt_stripe_activation.objects.customer import CUSTOMER, EXCLUDED
+from dbt_stripe_activation.objects.invoice_item import INVOICE_ITEM
 from dbt_stripe_activation.objects.keys import normalize_key
 from dbt_stripe_activation.objects.macro_registry import REGISTRY_PATH, render_registry_macro
 from dbt_stripe_activation.objects.meter_event import METER_EVENT
@@ -171,6 +172,24 @@ class TestSubscriptionItem(ObjectConformance):
             assert plan_row(spec, desired, again.match(desired)).action is Action.UNCHANGED
 
 
+class TestInvoiceItem(ObjectConformance):
+    spec = INVOICE_ITEM
+    resource = "invoice_items"
+    # pricing.price excludes amount (tested by the sync's own tests); the emulator keeps no
+    # tax rates or tax codes.
+    server_skip = frozenset({"pricing.price", "tax_rates", "tax_code", "tax_behavior"})
+    samples = {"amount": -250, "quantity": 1, "period.start": 1_700_000_000,
+               "period.end": 1_700_086_400}
+    key_values = {"metadata": "fee-{n}"}
+
+    def create_base(self, client: stripe.StripeClient) -> dict[str, Any]:
+        customer = client.v1.customers.create(params={"email": "items@example.com"})
+        return {"customer": customer.id, "currency": "usd"}
+
+    def row_values(self, client: stripe.StripeClient) -> dict[str, Any]:
+        return {**self.create_base(client), "amount": 500, "description": "Setup fee"}
+
+
 def test_generated_macro_registry_matches_the_python_registry() -> None:
     """validate() reads macros/registry.sql; regenerate it when an object or key changes:
     python -m dbt_stripe_activation.objects.macro_registry > macros/registry.sql"""
@@ -300,14 +319,14 @@ def test_shipping_group_comes_from_the_sdk_required_keys() -> None:
 def test_registry() -> None:
     assert get_object_spec("customer") is CUSTOMER
     assert list(OBJECT_SPECS) == [
-        "customer", "product", "price", "meter_event", "subscription_item"
+        "customer", "product", "price", "meter_event", "subscription_item", "invoice_item"
     ]
     with pytest.raises(UnknownObjectError) as info:
-        get_object_spec("invoice")
+        get_object_spec("credit_note")
     assert isinstance(info.value, KeyError)
     assert str(info.value) == (
-        "unknown Stripe object 'invoice'; supported: customer, product, price, meter_event, "
-        "subscription_item"
+        "unknown Stripe object 'credit_note'; supported: customer, product, price, "
+        "meter_event, subscription_item, invoice_item"
     )
 
 

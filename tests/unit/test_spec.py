@@ -172,19 +172,19 @@ def test_unknown_settings_suggest_the_closest() -> None:
 def test_object_is_required_and_known() -> None:
     assert errors_of(block(object=None)) == [
         "stripe_activation.object: is required: the Stripe object type to sync (customer, "
-        "product, price, meter_event, subscription_item)."
+        "product, price, meter_event, subscription_item, invoice_item)."
     ]
     assert errors_of(block(object="customers")) == [
         "stripe_activation.object: 'customers' is not a supported Stripe object; did you "
         "mean 'customer'?"
     ]
-    assert errors_of(block(object="invoice")) == [
-        "stripe_activation.object: 'invoice' is not a supported Stripe object. Supported: "
-        "customer, product, price, meter_event, subscription_item."
+    assert errors_of(block(object="credit_note")) == [
+        "stripe_activation.object: 'credit_note' is not a supported Stripe object. Supported: "
+        "customer, product, price, meter_event, subscription_item, invoice_item."
     ]
     assert errors_of(block(object=["customer"])) == [
         "stripe_activation.object: must be a Stripe object type (customer, product, price, "
-        "meter_event, subscription_item), got "
+        "meter_event, subscription_item, invoice_item), got "
         "a list."
     ]
 
@@ -440,13 +440,14 @@ def test_every_problem_of_a_block_is_reported_at_once() -> None:
 
 def test_parse_sync_specs_collects_all_models_problems() -> None:
     good = model(block(), "good")
-    bad_one = model(block(object="invoice"), "bad_one")
+    bad_one = model(block(object="credit_note"), "bad_one")
     bad_two = model(["not", "a", "mapping"], "bad_two")
     with pytest.raises(ConfigError) as info:
         parse_sync_specs([good, bad_one, bad_two])
     assert str(info.value).split("\n") == [
-        f"{label('bad_one')}: stripe_activation.object: 'invoice' is not a supported Stripe "
-        "object. Supported: customer, product, price, meter_event, subscription_item.",
+        f"{label('bad_one')}: stripe_activation.object: 'credit_note' is not a supported Stripe "
+        "object. Supported: customer, product, price, meter_event, subscription_item, "
+        "invoice_item.",
         f"{label('bad_two')}: stripe_activation must be a mapping (object, key, fields, ...), "
         "got a list. Write it under `config: meta: stripe_activation:` as the README shows.",
     ]
@@ -537,3 +538,20 @@ def test_shard_and_account_settings() -> None:
                            account="account_id")) == [
         "stripe_activation.account: is not supported for meter events yet (they are sent to "
         "the platform's account). Remove the setting."]
+
+
+def test_an_invoice_item_needs_a_price_or_an_amount_with_its_currency() -> None:
+    item = {"object": "invoice_item", "key": {"column": "fee_id", "field": "metadata.fee_id"}}
+    assert errors_of({**item, "fields": {"customer": "cus", "description": "d"}}) == [
+        "stripe_activation.fields: maps no amount or pricing.price: Stripe needs one of them "
+        "to create the invoice_item. Map one."]
+    assert errors_of({**item, "fields": {"customer": "cus", "amount": "amount"}}) == [
+        "stripe_activation.fields: maps amount without currency: Stripe needs currency with "
+        "it to create the invoice_item. Map currency."]
+    assert errors_of({**item, "fields": {"customer": "cus", "amount": "a", "currency": "c",
+                                         "pricing.price": "p"}}) == [
+        "stripe_activation.fields: maps amount and pricing.price; Stripe takes only one of "
+        "them. Map one."]
+    # Updating only: the item exists with its currency; a price or an amount is not needed.
+    parse_sync_spec(model({**item, "behavior": "update_only", "fields": {"amount": "a"}}))
+    parse_sync_spec(model({**item, "fields": {"customer": "c", "pricing.price": "p"}}))
