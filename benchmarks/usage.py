@@ -6,8 +6,8 @@ Two runs of the whole `dbt-stripe-sync` command, side by side with their baselin
 - unlimited: the tool's events/s over a raw client's, which posts pre-built 100-event batches
   over keep-alive connections to the same emulator (this machine's ceiling; target >= 0.7).
 Then: the emulator holds exactly N distinct identifiers, a re-run sends 0 events, the tool's
-peak RSS (target <= 500 MB), and the naive loop (one v1 request per event, one at a time, on
-a sample, extrapolated) as a ratio.
+peak RSS (target <= 300 MB, issue 21), and the naive loop (one v1 request per event, one at
+a time, on a sample, extrapolated) as a ratio.
 """
 
 from __future__ import annotations
