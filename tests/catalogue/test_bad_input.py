@@ -1200,6 +1200,7 @@ def test_rows_reject_only_themselves(row_group: RowGroup) -> None:
         "uncertain": 0,
         "archived": 0,
         "deleted": 0,
+        "locked": 0,
     }
     assert sorted(k for k in customers_by(row_group.emulator, "crm_id") if k) == good
     writes = row_group.emulator.stats()["by_endpoint_status"]["POST /v1/customers"]
@@ -1259,6 +1260,7 @@ def test_email_rows_beside_the_bad_ones_sync(row_group: RowGroup) -> None:
         "uncertain": 0,
         "archived": 0,
         "deleted": 0,
+        "locked": 0,
     }
     by_email = {}
     for customer in row_group.emulator.customers():

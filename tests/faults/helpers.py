@@ -381,6 +381,20 @@ def backends_waiting_on_lock(pid: int) -> list[str]:
     return [row[0] for row in rows]
 
 
+def waits_for_table(pid: int, table: str) -> bool:
+    """Whether a backend of `pid` waits for a lock on `table`, by PostgreSQL's lock table
+    (a query's text is cut at 1 KB in pg_stat_activity: a long one may not show the name)."""
+    backends = backends_of(pid)
+    if not backends:
+        return False
+    rows = pg_query(
+        "select 1 from pg_locks l join pg_class c on c.oid = l.relation "
+        "where not l.granted and l.pid = any(%s) and c.relname = %s",
+        (backends, table),
+    )
+    return bool(rows)
+
+
 def terminate_backends(pid: int) -> int:
     """Cut `pid`'s warehouse connections, as a restarted or failed-over server would."""
     rows = pg_query(

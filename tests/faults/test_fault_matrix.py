@@ -39,6 +39,7 @@ from tests.faults.helpers import (
     sync_until_done,
     terminate_backends,
     wait_until,
+    waits_for_table,
 )
 from tests.integration.dbtproj import DbtProject
 
@@ -200,11 +201,8 @@ def test_sigkill_while_the_diff_waits_for_the_warehouse_then_rerun(pg_project: D
         lock = _TableLock(f'"{project.schema}".{model}', "access exclusive")
         try:
             proc = start_sync(project, emulator, "--select", model)
-            wait_until(
-                proc,
-                lambda: any(model in q for q in backends_waiting_on_lock(proc.pid)),
-                "the diff query to wait for the model's table",
-            )
+            wait_until(proc, lambda: waits_for_table(proc.pid, model),
+                       "the diff query to wait for the model's table")
             sigkill(proc, project)
         finally:
             lock.release()

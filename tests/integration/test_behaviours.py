@@ -88,7 +88,7 @@ def test_update_only_by_stripe_id_reports_not_found_and_creates_nothing(
     assert model["counts"] == {"created": 0, "updated": 1, "unchanged": 0, "rejected": 0,
                                "not_found": 1, "failed": 0, "replaced": 0, "skipped": 0,
         "sent": 0, "already_sent": 0, "uncertain": 0,
-        "archived": 0, "deleted": 0}
+        "archived": 0, "deleted": 0, "locked": 0}
     assert model["not_found"][0]["key"] == "cus_doesnotexist"
     [customer] = localstripe.customers()
     assert customer["name"] == "Known Person" and customer["metadata"] == {"tier": "gold"}

@@ -82,7 +82,7 @@ def test_plan_then_sync_creates_valid_rows_and_rejects_bad_ones(
     assert model["counts"] == {"created": 2, "updated": 0, "unchanged": 0, "rejected": 4,
                                "not_found": 0, "failed": 0, "replaced": 0, "skipped": 0,
         "sent": 0, "already_sent": 0, "uncertain": 0,
-        "archived": 0, "deleted": 0}
+        "archived": 0, "deleted": 0, "locked": 0}
     assert planned["counts"] == model["counts"]  # plan predicted exactly what sync did
 
     reasons = {r["key"]: r["reason"] for r in model["rejected"]}
@@ -123,7 +123,7 @@ def test_second_run_without_changes_makes_no_stripe_call(
     assert model["counts"] == {"created": 0, "updated": 0, "unchanged": 2, "rejected": 4,
                                "not_found": 0, "failed": 0, "replaced": 0, "skipped": 0,
         "sent": 0, "already_sent": 0, "uncertain": 0,
-        "archived": 0, "deleted": 0}
+        "archived": 0, "deleted": 0, "locked": 0}
     assert {r["key"] for r in model["rejected"]} == {None, "c3", "c5"}
     assert any("is not a valid email address" in r["reason"] for r in model["rejected"])
 
