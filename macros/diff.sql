@@ -68,17 +68,7 @@ from (
     from {{ relation_name }}
     where {{ stripe_activation.source_in_scope(scope) }}
 ) as _sa_source
-{%- for ref in references %}
-left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
-    on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
-    {%- set ref_key = stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) %}
-    {%- if ref.get('same_account') %}
-    {%- set row_account = stripe_activation.normalized_key('_sa_source._sa_c' ~ scope['account_index'], false) %}
-    {%- set ref_key = stripe_activation.scoped_key(ref_key, row_account) %}
-    {%- endif %}
-    and _sa_r{{ loop.index0 }}.key_value = {{ ref_key }}
-    and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
-{%- endfor %}
+{{ stripe_activation.reference_joins(references, scope) }}
     {%- endset -%}
     {%- do model_parts.update({with_hash: model_sql}) -%}
   {%- endfor -%}
@@ -169,17 +159,7 @@ _sa_model as (
         {%- endfor %}
         {{ stripe_activation.row_hash(hashed, fingerprint) }} as _sa_hash
     from _sa_source
-    {%- for ref in references %}
-    left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
-        on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
-        {%- set ref_key = stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) %}
-        {%- if ref.get('same_account') %}
-        {%- set row_account = stripe_activation.normalized_key('_sa_source._sa_c' ~ scope['account_index'], false) %}
-        {%- set ref_key = stripe_activation.scoped_key(ref_key, row_account) %}
-        {%- endif %}
-        and _sa_r{{ loop.index0 }}.key_value = {{ ref_key }}
-        and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
-    {%- endfor %}
+    {{ stripe_activation.reference_joins(references, scope) }}
 ),
 {#- Keys shared by several rows, from a second read of the key column alone: a window over
     the model would hold every row's columns at once (a 10M-row model outgrew DuckDB's cap). #}
@@ -502,4 +482,22 @@ select key_value, stripe_id, synced_values, synced_at from _sa_gone order by key
 {%- endif %}
   {%- endset -%}
   {{ return(sql) }}
+{% endmacro %}
+
+
+{#- A left join of the state of each referenced model, on the row's normalized key (in the
+    row's own account when both models are account-scoped): `_sa_r<i>.stripe_id` is the
+    Stripe id the reference resolves to. Both diff queries resolve references through it. -#}
+{% macro reference_joins(references, scope) %}
+{%- for ref in references %}
+left join {{ stripe_activation.bookkeeping_relation('stripe_sync_state') }} as _sa_r{{ loop.index0 }}
+    on _sa_r{{ loop.index0 }}.model_unique_id = {{ stripe_activation.string_literal(ref['model_unique_id']) }}
+    {%- set ref_key = stripe_activation.normalized_key('_sa_source._sa_c' ~ ref['column_index'], ref['casefold']) %}
+    {%- if ref.get('same_account') %}
+    {%- set row_account = stripe_activation.normalized_key('_sa_source._sa_c' ~ scope['account_index'], false) %}
+    {%- set ref_key = stripe_activation.scoped_key(ref_key, row_account) %}
+    {%- endif %}
+    and _sa_r{{ loop.index0 }}.key_value = {{ ref_key }}
+    and {{ stripe_activation.not_removed('_sa_r' ~ loop.index0, ['deleted']) }}
+{%- endfor %}
 {% endmacro %}

@@ -82,13 +82,13 @@ def parallel_pages(read_page: ReadPage, workers: int,
             if not has_more or not items:
                 return []
             if first and low is None:
+                # Objects without `created` (an invoice item has `date`) have no ranges.
                 stamps = [int(item["created"]) for item in items if "created" in item]
-                if len(stamps) < len(items):
-                    pass  # no creation time to cut ranges by (an invoice item's is `date`)
-                elif not _newest_first(stamps):
-                    notice("lists oldest first (Stripe lists newest first)")
-                elif max(stamps) - min(stamps) >= _MIN_SPAN_SECONDS:
-                    return _pieces(max(stamps), min(stamps), workers)
+                if len(stamps) == len(items):
+                    if not _newest_first(stamps):
+                        notice("lists oldest first (Stripe lists newest first)")
+                    elif max(stamps) - min(stamps) >= _MIN_SPAN_SECONDS:
+                        return _pieces(max(stamps), min(stamps), workers)
             first = False
             params["starting_after"] = items[-1]["id"]
 
